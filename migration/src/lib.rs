@@ -1,0 +1,21 @@
+//! Schema migrations for pwreset, applied by `pwreset serve` at start and by
+//! `pwreset migrate`. One change per file; never edit a released migration.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_accounts;
+mod m20250101_000002_create_reset_tokens;
+mod m20250101_000003_create_events;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_create_accounts::Migration),
+            Box::new(m20250101_000002_create_reset_tokens::Migration),
+            Box::new(m20250101_000003_create_events::Migration),
+        ]
+    }
+}

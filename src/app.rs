@@ -1,0 +1,267 @@
+//! Wiring: builds the components from `Config`, serves them with health, reflection
+//! and caller authentication, runs the sweeper, and shuts down gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+use crate::config::{Config, ServerSettings};
+use crate::domain::accounts::AccountService;
+use crate::domain::clock::SharedClock;
+use crate::domain::hasher::Hasher;
+use crate::domain::limits::Limits;
+use crate::domain::reset::ResetService;
+use crate::domain::token::TokenDigester;
+use crate::events::bus::EventBus;
+use crate::events::seal::Sealer;
+use crate::events::subscription::EventFeed;
+use crate::grpc::accounts::AccountGrpc;
+use crate::grpc::auth::{AuthLayer, CallerKeys};
+use crate::grpc::reset::ResetGrpc;
+use crate::proto;
+use crate::proto::account_service_server::AccountServiceServer;
+use crate::proto::password_reset_service_server::PasswordResetServiceServer;
+use crate::store::Store;
+
+pub const RESET_SERVICE_NAME: &str = "identity.passwordreset.v1.PasswordResetService";
+pub const ACCOUNT_SERVICE_NAME: &str = "identity.passwordreset.v1.AccountService";
+
+/// The assembled service, shared by `main` and the tests.
+pub struct App {
+    reset: Arc<ResetService>,
+    accounts: Arc<AccountService>,
+    feed: EventFeed,
+    limits: Arc<Limits>,
+    store: Store,
+    server: ServerSettings,
+    clients: crate::grpc::client::ClientIpSettings,
+    shutdown: CancellationToken,
+}
+
+/// Connects to the database and applies pending migrations: what `pwreset migrate` does.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let store = Store::connect(database_url, 1).await?;
+    store.migrate().await?;
+    store.close().await
+}
+
+impl App {
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        if config.migrate {
+            store.migrate().await?;
+        }
+        let key = config.key.load()?;
+        if config.tokens.generator.is_numeric() {
+            warn!(
+                bits = config.tokens.generator.search_space_bits(),
+                "numeric reset codes have a small search space; rate limits on ValidateToken and Confirm are what protect them"
+            );
+        }
+        let hasher = Arc::new(Hasher::start(&config.hasher)?);
+        let limits = Arc::new(Limits::new(&config.limits));
+        let bus = EventBus::default();
+        let sealer = Sealer::new(key.seal_key());
+        let shutdown = CancellationToken::new();
+        let feed = EventFeed::new(
+            store.clone(),
+            bus.clone(),
+            sealer.clone(),
+            Arc::clone(&clock),
+            config.events.poll_interval,
+            shutdown.clone(),
+        );
+        let reset = Arc::new(ResetService {
+            store: store.clone(),
+            hasher: Arc::clone(&hasher),
+            digester: TokenDigester::new(key.digest_key()),
+            sealer,
+            tokens: config.tokens,
+            passwords: config.passwords.clone(),
+            clock: Arc::clone(&clock),
+            bus,
+            limits: Arc::clone(&limits),
+            event_retention: config.events.retention,
+        });
+        let accounts = Arc::new(AccountService {
+            store: store.clone(),
+            hasher,
+            passwords: config.passwords,
+            clock,
+            limits: Arc::clone(&limits),
+        });
+        Ok(App {
+            reset,
+            accounts,
+            feed,
+            limits,
+            store,
+            server: config.server,
+            clients: config.clients,
+            shutdown,
+        })
+    }
+
+    /// Deletes expired tokens and events past retention.
+    pub async fn purge(&self) -> anyhow::Result<crate::store::PurgeCounts> {
+        Ok(self.reset.purge().await?)
+    }
+
+    /// Binds the configured address and serves until SIGTERM or Ctrl-C.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.server.listen)
+            .await
+            .with_context(|| format!("binding {}", self.server.listen))?;
+        info!(address = %listener.local_addr()?, "pwreset listening");
+        self.serve_on(listener, termination()).await
+    }
+
+    /// Serves on an already bound listener until `shutdown` completes: health turns
+    /// NOT_SERVING, streams end, in-flight calls get the grace period to finish.
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+
+        let max = self.server.max_message_bytes;
+        let reset = PasswordResetServiceServer::new(ResetGrpc {
+            reset: Arc::clone(&self.reset),
+            feed: self.feed.clone(),
+            clients: self.clients.clone(),
+        })
+        .max_decoding_message_size(max);
+        let accounts = AccountServiceServer::new(AccountGrpc {
+            accounts: Arc::clone(&self.accounts),
+            clients: self.clients.clone(),
+        })
+        .max_decoding_message_size(max);
+
+        let sweeper = tokio::spawn(sweep(
+            Arc::clone(&self.reset),
+            Arc::clone(&self.limits),
+            self.server.sweep_interval,
+            self.shutdown.clone(),
+        ));
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .layer(AuthLayer::new(CallerKeys::new(
+                self.server.caller_keys.clone(),
+            )))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(reset)
+            .add_service(accounts)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            });
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                self.shutdown.cancel();
+                return result.context("serving");
+            }
+            () = shutdown => {}
+        }
+        info!("shutting down");
+        drain(&health).await;
+        self.shutdown.cancel();
+        let _ = stop_tx.send(());
+        let outcome = match tokio::time::timeout(self.server.shutdown_grace, server).await {
+            Ok(result) => result.context("serving"),
+            Err(_) => {
+                warn!(grace = ?self.server.shutdown_grace, "shutdown grace elapsed; dropping remaining connections");
+                Ok(())
+            }
+        };
+        let _ = sweeper.await;
+        self.store.close().await?;
+        info!("stopped");
+        outcome
+    }
+}
+
+async fn drain(health: &HealthReporter) {
+    for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+}
+
+/// Periodically purges what is past retention and forgets idle rate-limit keys.
+async fn sweep(
+    reset: Arc<ResetService>,
+    limits: Arc<Limits>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        limits.evict_idle();
+        match reset.purge().await {
+            Ok(counts) if counts.tokens + counts.events > 0 => {
+                info!(tokens = counts.tokens, events = counts.events, "purged");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "purge failed; will retry"),
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn termination() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

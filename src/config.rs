@@ -1,0 +1,406 @@
+//! Typed settings, validated once at start-up. Each section goes to the component
+//! that owns it; handlers never see `Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use argon2::Params;
+
+use crate::cli::{GeneratorKind, Settings};
+use crate::domain::hasher::HasherSettings;
+use crate::domain::keys::ServerKey;
+use crate::domain::limits::RateLimits;
+use crate::domain::password::{
+    LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy,
+};
+use crate::domain::token::{TokenGenerator, TokenPolicy};
+use crate::grpc::auth::{CallerKey, Role};
+use crate::grpc::client::ClientIpSettings;
+
+/// Where the server key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Given(ServerKey),
+    File(PathBuf),
+    /// A key file created on first start (the zero-set-up SQLite default).
+    CreateIfMissing(PathBuf),
+    /// A fresh key per process, for in-memory databases.
+    Ephemeral,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    pub retention: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub caller_keys: Vec<CallerKey>,
+    pub allow_unauthenticated: bool,
+    pub max_message_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub migrate: bool,
+    pub key: KeySource,
+    pub tokens: TokenPolicy,
+    pub passwords: PasswordPolicy,
+    pub hasher: HasherSettings,
+    pub limits: RateLimits,
+    pub clients: ClientIpSettings,
+    pub events: EventSettings,
+    pub server: ServerSettings,
+}
+
+/// The file an SQLite URL names, if it names one.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+fn key_file_beside(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".key");
+    db.with_file_name(name)
+}
+
+impl TryFrom<&Settings> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(s: &Settings) -> anyhow::Result<Self> {
+        let key = match (&s.secret_key, &s.secret_key_file) {
+            (Some(text), _) => {
+                KeySource::Given(ServerKey::parse(text).map_err(anyhow::Error::msg)?)
+            }
+            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, None) => match sqlite_file(&s.database_url) {
+                Some(db) => KeySource::CreateIfMissing(key_file_beside(&db)),
+                None if s.database_url.contains(":memory:") => KeySource::Ephemeral,
+                None => bail!(
+                    "a server key is required with this database: set PWRESET_SECRET_KEY or PWRESET_SECRET_KEY_FILE"
+                ),
+            },
+        };
+
+        let generator = match s.token_generator {
+            GeneratorKind::Bytes => {
+                if !(16..=64).contains(&s.token_bytes) {
+                    bail!("--token-bytes must be between 16 and 64");
+                }
+                TokenGenerator::RandomBytes(s.token_bytes)
+            }
+            GeneratorKind::String => {
+                if s.token_min_length < 8
+                    || s.token_min_length > s.token_max_length
+                    || s.token_max_length > 128
+                {
+                    bail!(
+                        "--token-min-length must be at least 8 and at most --token-max-length (at most 128)"
+                    );
+                }
+                TokenGenerator::RandomString {
+                    min: s.token_min_length,
+                    max: s.token_max_length,
+                }
+            }
+            GeneratorKind::Numeric => {
+                if s.token_min_number >= s.token_max_number {
+                    bail!("--token-min-number must be below --token-max-number");
+                }
+                TokenGenerator::Numeric {
+                    min: s.token_min_number,
+                    max: s.token_max_number,
+                }
+            }
+        };
+        let limits = RateLimits {
+            request_token: s.rate_request_token.0,
+            validate_token: s.rate_validate_token.0,
+            confirm: s.rate_confirm.0,
+            verify_password: s.rate_verify_password.0,
+        };
+        if generator.is_numeric() && (limits.validate_token.is_none() || limits.confirm.is_none()) {
+            bail!(
+                "the numeric token generator needs --rate-validate-token and --rate-confirm switched on"
+            );
+        }
+        if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600)
+        {
+            bail!("--token-ttl must be between 1m and 7d");
+        }
+
+        if s.password_min_length < LOWEST_MIN_LENGTH {
+            bail!("--password-min-length must be at least {LOWEST_MIN_LENGTH}");
+        }
+        if s.password_max_length < LOWEST_MAX_LENGTH
+            || s.password_max_length > MAX_PASSWORD_BYTES / 4
+        {
+            bail!(
+                "--password-max-length must be between {LOWEST_MAX_LENGTH} and {}",
+                MAX_PASSWORD_BYTES / 4
+            );
+        }
+        if s.password_min_length > s.password_max_length {
+            bail!("--password-min-length must not exceed --password-max-length");
+        }
+        if s.password_min_score > 4 {
+            bail!("--password-min-score must be between 0 and 4");
+        }
+
+        let params = Params::new(
+            s.argon2_memory_kib,
+            s.argon2_iterations,
+            s.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let mut hasher = HasherSettings {
+            params,
+            queue_depth: s.hash_queue_depth.max(1),
+            ..HasherSettings::default()
+        };
+        if let Some(workers) = s.hash_workers {
+            if workers == 0 {
+                bail!("--hash-workers must be at least 1");
+            }
+            hasher.workers = workers;
+        }
+
+        if !s.listen.ip().is_loopback() && !s.allow_unauthenticated {
+            let missing: Vec<String> = [Role::Events, Role::Accounts]
+                .into_iter()
+                .filter(|role| !s.caller_keys.iter().any(|k| k.role == *role))
+                .map(|r| r.to_string())
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "refusing to serve on {} with no caller key for: {} (set --caller-key ROLE=KEY, or --allow-unauthenticated on purpose)",
+                    s.listen,
+                    missing.join(", ")
+                );
+            }
+        }
+        if s.max_message_bytes < 1024 {
+            bail!("--max-message-bytes must be at least 1024");
+        }
+
+        Ok(Config {
+            database_url: s.database_url.clone(),
+            database_max_connections: s.database_max_connections.max(1),
+            migrate: !s.no_migrate,
+            key,
+            tokens: TokenPolicy {
+                generator,
+                ttl: s.token_ttl,
+                allow_without_usable_password: s.allow_reset_without_password,
+            },
+            passwords: PasswordPolicy {
+                min_length: s.password_min_length,
+                max_length: s.password_max_length,
+                min_score: s.password_min_score,
+            },
+            hasher,
+            limits,
+            clients: ClientIpSettings {
+                trusted_hops: s.trusted_proxy_hops,
+                forwarded_for_header: s.client_ip_header.to_ascii_lowercase(),
+                user_agent_header: s.user_agent_header.to_ascii_lowercase(),
+            },
+            events: EventSettings {
+                retention: s.event_retention,
+                poll_interval: s.event_poll_interval.max(Duration::from_millis(10)),
+            },
+            server: ServerSettings {
+                listen: s.listen,
+                caller_keys: s.caller_keys.clone(),
+                allow_unauthenticated: s.allow_unauthenticated,
+                max_message_bytes: s.max_message_bytes,
+                shutdown_grace: s.shutdown_grace,
+                sweep_interval: s.sweep_interval.max(Duration::from_secs(1)),
+            },
+        })
+    }
+}
+
+impl Config {
+    /// Defaults for tests: cheap argon2, no rate limits, an in-process key.
+    pub fn for_tests(database_url: &str) -> Self {
+        Config {
+            database_url: database_url.to_owned(),
+            database_max_connections: 8,
+            migrate: true,
+            key: KeySource::Ephemeral,
+            tokens: TokenPolicy::default(),
+            passwords: PasswordPolicy::default(),
+            hasher: HasherSettings {
+                params: Params::new(64, 1, 1, None).unwrap_or_default(),
+                workers: 2,
+                queue_depth: 64,
+            },
+            limits: RateLimits::default(),
+            clients: ClientIpSettings::default(),
+            events: EventSettings {
+                retention: Duration::from_secs(24 * 3600),
+                poll_interval: Duration::from_millis(200),
+            },
+            server: ServerSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                caller_keys: Vec::new(),
+                allow_unauthenticated: false,
+                max_message_bytes: 16 * 1024,
+                shutdown_grace: Duration::from_secs(5),
+                sweep_interval: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+impl KeySource {
+    /// Loads the key, creating the key file (mode 0600) when that is the default.
+    pub fn load(&self) -> anyhow::Result<ServerKey> {
+        match self {
+            KeySource::Given(key) => Ok(key.clone()),
+            KeySource::File(path) => read_key(path),
+            KeySource::CreateIfMissing(path) if path.exists() => read_key(path),
+            KeySource::CreateIfMissing(path) => {
+                let key = random_key()?;
+                write_private(path, key.encode().as_bytes())
+                    .with_context(|| format!("creating the key file {}", path.display()))?;
+                tracing::info!(path = %path.display(), "created a new server key file");
+                Ok(key)
+            }
+            KeySource::Ephemeral => random_key(),
+        }
+    }
+}
+
+fn random_key() -> anyhow::Result<ServerKey> {
+    use rand::TryRng;
+    let mut bytes = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    Ok(ServerKey::from_bytes(bytes))
+}
+
+fn read_key(path: &Path) -> anyhow::Result<ServerKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the key file {}", path.display()))?;
+    ServerKey::parse(&text).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let mut all = vec!["pwreset", "serve"];
+        all.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(all)?;
+        Config::try_from(&cli.settings)
+    }
+
+    #[test]
+    fn defaults_are_valid() -> anyhow::Result<()> {
+        let c = parse(&[])?;
+        assert_eq!(c.tokens.ttl, Duration::from_secs(1800));
+        assert!(
+            matches!(c.key, KeySource::CreateIfMissing(ref p) if p == Path::new("pwreset.db.key"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_public_listener_without_keys() {
+        let err = parse(&["--listen", "0.0.0.0:50051"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("events, accounts"), "{err}");
+        assert!(parse(&["--listen", "0.0.0.0:50051", "--allow-unauthenticated"]).is_ok());
+        assert!(
+            parse(&[
+                "--listen",
+                "0.0.0.0:50051",
+                "--caller-key",
+                "events=events-key-0123456789",
+                "--caller-key",
+                "accounts=accounts-key-0123456789"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn postgres_needs_a_key() {
+        assert!(parse(&["--database-url", "postgres://localhost/x"]).is_err());
+        let key = ServerKey::from_bytes([3; 32]).encode();
+        assert!(
+            parse(&[
+                "--database-url",
+                "postgres://localhost/x",
+                "--secret-key",
+                &key
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "--database-url",
+                "postgres://localhost/x",
+                "--secret-key",
+                "short"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn policy_bounds_are_enforced() {
+        assert!(parse(&["--password-min-length", "7"]).is_err());
+        assert!(parse(&["--password-min-length", "8"]).is_ok());
+        assert!(parse(&["--password-max-length", "63"]).is_err());
+        assert!(parse(&["--token-generator", "numeric", "--rate-confirm", "off"]).is_err());
+        assert!(parse(&["--token-generator", "numeric"]).is_ok());
+    }
+
+    #[test]
+    fn key_file_sits_beside_the_database() {
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/pwreset/db.sqlite?mode=rwc"),
+            Some(PathBuf::from("/var/lib/pwreset/db.sqlite"))
+        );
+        assert_eq!(
+            key_file_beside(Path::new("/var/lib/x.db")),
+            PathBuf::from("/var/lib/x.db.key")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+}

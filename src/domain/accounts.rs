@@ -1,0 +1,103 @@
+//! The credential store: creating accounts, checking passwords in comparable time for
+//! every kind of failure, and switching accounts on and off.
+
+use std::sync::Arc;
+
+use tracing::info;
+use uuid::Uuid;
+
+use super::clock::SharedClock;
+use super::email::Email;
+use super::error::{Error, Result};
+use super::hasher::{Hasher, Verified};
+use super::limits::{Limits, Rpc};
+use super::password::{Password, PasswordPolicy};
+use super::{Account, ClientInfo};
+use crate::store::{NewAccount, Store};
+
+pub struct AccountService {
+    pub(crate) store: Store,
+    pub(crate) hasher: Arc<Hasher>,
+    pub(crate) passwords: PasswordPolicy,
+    pub(crate) clock: SharedClock,
+    pub(crate) limits: Arc<Limits>,
+}
+
+pub fn parse_account_id(raw: &str) -> Result<Uuid> {
+    if raw.len() > 64 {
+        return Err(Error::invalid("account_id", "must be a UUID"));
+    }
+    Uuid::parse_str(raw).map_err(|_| Error::invalid("account_id", "must be a UUID"))
+}
+
+impl AccountService {
+    /// Creates an active account; without a password it has no usable password.
+    pub async fn create_account(&self, email: &str, password: Option<Password>) -> Result<Account> {
+        let email = Email::parse(email)?;
+        let password_hash = match password {
+            Some(password) => {
+                let password = self.passwords.check(&password, &email, "password")?;
+                Some(self.hasher.hash(password).await?)
+            }
+            None => None,
+        };
+        let new = NewAccount {
+            id: Uuid::now_v7(),
+            email,
+            password_hash,
+            created_at: self.clock.now(),
+        };
+        let account = self.store.create_account(new).await?;
+        info!(account_id = %account.id, "account created");
+        Ok(account)
+    }
+
+    /// `Some(account_id)` for the right password of an active account; `None` for a
+    /// wrong password, an unknown e-mail or an inactive account, after the same argon2
+    /// work. A hash made under older parameters is upgraded on success.
+    pub async fn verify_password(
+        &self,
+        email: &str,
+        password: Password,
+        client: &ClientInfo,
+    ) -> Result<Option<Uuid>> {
+        self.limits.check(Rpc::VerifyPassword, client)?;
+        let email = Email::parse(email)?;
+        let password = password.normalised()?;
+        let record = self.store.account_by_email(&email).await?;
+        let candidate = record.and_then(|r| match (r.account.active, r.password_hash) {
+            (true, Some(hash)) => Some((r.account.id, hash)),
+            _ => None,
+        });
+        let verified = self
+            .hasher
+            .verify(password, candidate.as_ref().map(|(_, h)| h.as_str()))
+            .await?;
+        let valid = match (verified, candidate) {
+            (Verified::No, _) | (_, None) => None,
+            (Verified::Yes, Some((id, _))) => Some(id),
+            (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
+                self.store
+                    .upgrade_password_hash(id, &old_hash, new_hash, self.clock.now())
+                    .await?;
+                info!(account_id = %id, "password hash upgraded to current parameters");
+                Some(id)
+            }
+        };
+        info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
+        Ok(valid)
+    }
+
+    /// Deactivating revokes every live token of the account; reactivating does not
+    /// bring them back.
+    pub async fn set_active(&self, account_id: &str, active: bool) -> Result<Account> {
+        let id = parse_account_id(account_id)?;
+        let account = self
+            .store
+            .set_active(id, active, self.clock.now())
+            .await?
+            .ok_or(Error::AccountNotFound)?;
+        info!(account_id = %id, active, "account activity set");
+        Ok(account)
+    }
+}

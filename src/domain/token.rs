@@ -1,0 +1,208 @@
+//! Reset tokens: generation, the size limit on presented tokens, and the keyed digest
+//! that is all the database ever holds of them.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::{RngExt, TryRng};
+use sha2::Sha256;
+
+use super::error::{Error, Result};
+
+/// Longest token accepted on the wire; longer input is `INVALID_ARGUMENT` before any work.
+pub const MAX_TOKEN_BYTES: usize = 256;
+
+/// How tokens are made, after django-rest-passwordreset's generators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenGenerator {
+    /// `n` bytes from the OS generator, base64url without padding (default: 32 bytes).
+    RandomBytes(usize),
+    /// Alphanumeric string with a length drawn from `min..=max`.
+    RandomString { min: usize, max: usize },
+    /// Decimal code drawn from `min..=max`. Small search space: only with rate limits on.
+    Numeric { min: u64, max: u64 },
+}
+
+impl Default for TokenGenerator {
+    fn default() -> Self {
+        TokenGenerator::RandomBytes(32)
+    }
+}
+
+impl TokenGenerator {
+    pub fn generate(&self) -> Result<RawToken> {
+        let text = match *self {
+            TokenGenerator::RandomBytes(n) => {
+                let mut bytes = vec![0u8; n];
+                rand::rngs::SysRng
+                    .try_fill_bytes(&mut bytes)
+                    .map_err(|e| Error::Internal(anyhow!("OS RNG: {e}")))?;
+                URL_SAFE_NO_PAD.encode(bytes)
+            }
+            TokenGenerator::RandomString { min, max } => {
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                let mut rng = rand::rng();
+                let len = rng.random_range(min..=max);
+                (0..len)
+                    .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                    .collect()
+            }
+            TokenGenerator::Numeric { min, max } => rand::rng().random_range(min..=max).to_string(),
+        };
+        Ok(RawToken(text))
+    }
+
+    /// Base-2 logarithm of the number of distinct tokens (a lower bound for strings).
+    pub fn search_space_bits(&self) -> f64 {
+        match *self {
+            TokenGenerator::RandomBytes(n) => 8.0 * n as f64,
+            TokenGenerator::RandomString { min, .. } => min as f64 * 62f64.log2(),
+            TokenGenerator::Numeric { min, max } => ((max - min) as f64 + 1.0).log2(),
+        }
+    }
+
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, TokenGenerator::Numeric { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    pub generator: TokenGenerator,
+    /// How long a token stays live (default 30 minutes).
+    pub ttl: Duration,
+    /// Whether an account without a usable password may reset (default: no, as in
+    /// django-rest-passwordreset).
+    pub allow_without_usable_password: bool,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            generator: TokenGenerator::default(),
+            ttl: Duration::from_secs(30 * 60),
+            allow_without_usable_password: false,
+        }
+    }
+}
+
+/// A token in clear, as generated or presented. Never printed: `Debug` is `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawToken(String);
+
+impl RawToken {
+    pub fn parse(raw: String) -> Result<Self> {
+        if raw.is_empty() {
+            return Err(Error::invalid("token", "must not be empty"));
+        }
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Err(Error::invalid(
+                "token",
+                format!("must be at most {MAX_TOKEN_BYTES} bytes"),
+            ));
+        }
+        Ok(RawToken(raw))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// HMAC-SHA-256 of a token under a server key: a database dump alone cannot be
+/// searched for short codes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TokenDigest(pub [u8; 32]);
+
+#[derive(Clone)]
+pub struct TokenDigester {
+    key: [u8; 32],
+}
+
+impl TokenDigester {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    pub fn digest(&self, token: &RawToken) -> TokenDigest {
+        // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(token.expose().as_bytes());
+        TokenDigest(mac.finalize().into_bytes().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tokens_are_43_base64url_chars_and_distinct() -> Result<()> {
+        let a = TokenGenerator::default().generate()?;
+        let b = TokenGenerator::default().generate()?;
+        assert_eq!(a.expose().len(), 43);
+        assert!(
+            a.expose()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn string_and_numeric_generators_respect_their_bounds() -> Result<()> {
+        for _ in 0..100 {
+            let s = TokenGenerator::RandomString { min: 10, max: 12 }.generate()?;
+            assert!((10..=12).contains(&s.expose().len()));
+            let n: u64 = TokenGenerator::Numeric { min: 100, max: 199 }
+                .generate()?
+                .expose()
+                .parse()
+                .unwrap_or(0);
+            assert!((100..=199).contains(&n));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn digest_depends_on_the_key() {
+        let token = RawToken("123456".into());
+        assert_ne!(
+            TokenDigester::new([1; 32]).digest(&token),
+            TokenDigester::new([2; 32]).digest(&token)
+        );
+        assert_eq!(
+            TokenDigester::new([1; 32]).digest(&token),
+            TokenDigester::new([1; 32]).digest(&token)
+        );
+    }
+
+    #[test]
+    fn parse_enforces_size_limits() {
+        assert!(RawToken::parse(String::new()).is_err());
+        assert!(RawToken::parse("x".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+        assert!(RawToken::parse("x".repeat(MAX_TOKEN_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        assert_eq!(format!("{:?}", RawToken("secret".into())), "[redacted]");
+    }
+}

@@ -1,0 +1,39 @@
+//! In-process signal that new events were committed. It carries no events, only the
+//! newest sequence known here: subscribers read the events themselves from the outbox,
+//! so a slow subscriber never holds up a writer or another subscriber.
+
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct EventBus {
+    newest: watch::Sender<i64>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            newest: watch::Sender::new(0),
+        }
+    }
+}
+
+impl EventBus {
+    /// Called after the transaction that wrote event `sequence` committed.
+    pub fn published(&self, sequence: i64) {
+        self.newest.send_if_modified(|newest| {
+            let newer = sequence > *newest;
+            if newer {
+                *newest = sequence;
+            }
+            newer
+        });
+    }
+
+    pub fn watch(&self) -> watch::Receiver<i64> {
+        self.newest.subscribe()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.newest.receiver_count()
+    }
+}

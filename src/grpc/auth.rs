@@ -1,0 +1,293 @@
+//! Caller authentication, once for every RPC: a tower layer that maps the request path
+//! to a role and checks the `authorization: Bearer KEY` metadata against that role's
+//! keys in constant time. Health and reflection need no key.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use subtle::ConstantTimeEq;
+use tonic::Status;
+use tower::{Layer, Service};
+
+const RESET_SERVICE: &str = "/identity.passwordreset.v1.PasswordResetService/";
+const ACCOUNT_SERVICE: &str = "/identity.passwordreset.v1.AccountService/";
+const SUBSCRIBE_EVENTS: &str = "/identity.passwordreset.v1.PasswordResetService/SubscribeEvents";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Reset,
+    Events,
+    Accounts,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Reset, Role::Events, Role::Accounts];
+
+    /// The role an RPC path belongs to; `None` for health and reflection.
+    pub fn for_path(path: &str) -> Option<Role> {
+        if path == SUBSCRIBE_EVENTS {
+            Some(Role::Events)
+        } else if path.starts_with(RESET_SERVICE) {
+            Some(Role::Reset)
+        } else if path.starts_with(ACCOUNT_SERVICE) {
+            Some(Role::Accounts)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Reset => "reset",
+            Role::Events => "events",
+            Role::Accounts => "accounts",
+        })
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reset" => Ok(Role::Reset),
+            "events" => Ok(Role::Events),
+            "accounts" => Ok(Role::Accounts),
+            other => Err(format!(
+                "unknown role {other:?} (expected reset, events or accounts)"
+            )),
+        }
+    }
+}
+
+/// A key for a role, as given by `--caller-key ROLE=KEY`. `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallerKey {
+    pub role: Role,
+    key: Vec<u8>,
+}
+
+impl FromStr for CallerKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (role, key) = s
+            .split_once('=')
+            .ok_or("a caller key must look like ROLE=KEY")?;
+        let role: Role = role.trim().parse()?;
+        let key = key.trim();
+        if key.len() < 16 {
+            return Err(format!(
+                "the key for role {role} must be at least 16 characters"
+            ));
+        }
+        if key.len() > 512 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "the key for role {role} must be at most 512 printable ASCII characters"
+            ));
+        }
+        Ok(CallerKey {
+            role,
+            key: key.as_bytes().to_vec(),
+        })
+    }
+}
+
+impl fmt::Debug for CallerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallerKey({}=[redacted])", self.role)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallerKeys(Arc<Vec<CallerKey>>);
+
+impl CallerKeys {
+    pub fn new(keys: Vec<CallerKey>) -> Self {
+        Self(Arc::new(keys))
+    }
+
+    pub fn has_key_for(&self, role: Role) -> bool {
+        self.0.iter().any(|k| k.role == role)
+    }
+
+    /// `Ok` when the role is open (no key configured) or `presented` is one of its keys.
+    fn authorise(&self, role: Role, presented: Option<&[u8]>) -> Result<(), Status> {
+        if !self.has_key_for(role) {
+            return Ok(());
+        }
+        let Some(presented) = presented else {
+            return Err(Status::unauthenticated(
+                "missing caller key: send authorization: Bearer KEY",
+            ));
+        };
+        // Compare against every key so the time taken does not depend on which matched.
+        let mut own = subtle::Choice::from(0);
+        let mut other = subtle::Choice::from(0);
+        for key in self.0.iter() {
+            let equal = key.key.as_slice().ct_eq(presented);
+            if key.role == role {
+                own |= equal;
+            } else {
+                other |= equal;
+            }
+        }
+        if bool::from(own) {
+            Ok(())
+        } else if bool::from(other) {
+            Err(Status::permission_denied(format!(
+                "this caller key does not grant the {role} role"
+            )))
+        } else {
+            Err(Status::unauthenticated("unknown caller key"))
+        }
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    value.get(7..).map(<[u8]>::trim_ascii)
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    keys: CallerKeys,
+}
+
+impl AuthLayer {
+    pub fn new(keys: CallerKeys) -> Self {
+        Self { keys }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    keys: CallerKeys,
+}
+
+impl<S, B> Service<http::Request<B>> for Auth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Self::Response, Self::Error>>,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let verdict = match Role::for_path(request.uri().path()) {
+            Some(role) => self.keys.authorise(role, bearer(request.headers())),
+            None => Ok(()),
+        };
+        match verdict {
+            Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
+            Err(status) => {
+                futures_util::future::Either::Left(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> CallerKeys {
+        CallerKeys::new(vec![
+            "reset=reset-key-0123456789"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            "accounts=accounts-key-0123456789"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        ])
+    }
+
+    #[test]
+    fn maps_paths_to_roles() {
+        assert_eq!(
+            Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"),
+            Some(Role::Reset)
+        );
+        assert_eq!(Role::for_path(SUBSCRIBE_EVENTS), Some(Role::Events));
+        assert_eq!(
+            Role::for_path("/identity.passwordreset.v1.AccountService/SetActive"),
+            Some(Role::Accounts)
+        );
+        assert_eq!(Role::for_path("/grpc.health.v1.Health/Check"), None);
+    }
+
+    #[test]
+    fn checks_keys_per_role() {
+        let k = keys();
+        assert!(
+            k.authorise(Role::Reset, Some(b"reset-key-0123456789"))
+                .is_ok()
+        );
+        assert_eq!(
+            k.authorise(Role::Reset, None).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            k.authorise(Role::Reset, Some(b"nope"))
+                .map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            k.authorise(Role::Reset, Some(b"accounts-key-0123456789"))
+                .map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied)
+        );
+        assert!(
+            k.authorise(Role::Events, None).is_ok(),
+            "a role with no key is open"
+        );
+    }
+
+    #[test]
+    fn parses_bearer_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&h), Some(&b"abc"[..]));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic abc"),
+        );
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let key: CallerKey = "reset=reset-key-0123456789"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{key:?}").contains("0123456789"));
+    }
+}

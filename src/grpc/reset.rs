@@ -1,0 +1,99 @@
+//! `PasswordResetService`: extract, convert, call one domain method, convert back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use tracing::field::Empty;
+
+use super::client::ClientIpSettings;
+use super::convert::timestamp;
+use crate::domain::ClientInfo;
+use crate::domain::password::Password;
+use crate::domain::reset::ResetService;
+use crate::domain::token::RawToken;
+use crate::events::subscription::EventFeed;
+use crate::proto::password_reset_service_server::PasswordResetService;
+use crate::proto::{
+    ConfirmRequest, ConfirmResponse, Event, RequestTokenRequest, RequestTokenResponse,
+    SubscribeEventsRequest, ValidateTokenRequest, ValidateTokenResponse,
+};
+
+pub struct ResetGrpc {
+    pub(crate) reset: Arc<ResetService>,
+    pub(crate) feed: EventFeed,
+    pub(crate) clients: ClientIpSettings,
+}
+
+impl ResetGrpc {
+    fn client<T>(&self, req: &Request<T>) -> ClientInfo {
+        let client = self.clients.client(req.metadata(), req.remote_addr());
+        tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
+        client
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PasswordResetService for ResetGrpc {
+    #[tracing::instrument(skip_all, fields(rpc = "RequestToken", client_ip = Empty))]
+    async fn request_token(
+        &self,
+        req: Request<RequestTokenRequest>,
+    ) -> Result<Response<RequestTokenResponse>, Status> {
+        let client = self.client(&req);
+        let RequestTokenRequest { email, locale } = req.into_inner();
+        self.reset.request_token(&email, locale, &client).await?;
+        Ok(Response::new(RequestTokenResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ValidateToken", client_ip = Empty, token_state = Empty))]
+    async fn validate_token(
+        &self,
+        req: Request<ValidateTokenRequest>,
+    ) -> Result<Response<ValidateTokenResponse>, Status> {
+        let client = self.client(&req);
+        let expires_at = self
+            .reset
+            .validate_token(RawToken::parse(req.into_inner().token)?, &client)
+            .await?;
+        Ok(Response::new(ValidateTokenResponse {
+            expires_at: Some(timestamp(expires_at)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Confirm", client_ip = Empty, token_state = Empty, account_id = Empty))]
+    async fn confirm(
+        &self,
+        req: Request<ConfirmRequest>,
+    ) -> Result<Response<ConfirmResponse>, Status> {
+        let client = self.client(&req);
+        let ConfirmRequest {
+            token,
+            new_password,
+        } = req.into_inner();
+        self.reset
+            .confirm(
+                RawToken::parse(token)?,
+                Password::new(new_password),
+                &client,
+            )
+            .await?;
+        Ok(Response::new(ConfirmResponse {}))
+    }
+
+    type SubscribeEventsStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "SubscribeEvents", client_ip = Empty))]
+    async fn subscribe_events(
+        &self,
+        req: Request<SubscribeEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        self.client(&req);
+        let events = self.feed.subscribe(req.into_inner().after_sequence).await?;
+        let stream = ReceiverStream::new(events).map(|e| e.map(Event::from).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

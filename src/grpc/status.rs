@@ -1,0 +1,64 @@
+//! The one mapping from domain errors to gRPC statuses. Every variant is matched
+//! explicitly; internal causes are logged here and never reach the caller.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::domain::Error;
+
+/// What a caller is told to wait when the hashing queue is full.
+const HASHING_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument { field, reason } => Status::with_error_details(
+                Code::InvalidArgument,
+                format!("{field}: {reason}"),
+                ErrorDetails::with_bad_request_violation(field, reason),
+            ),
+            Error::WeakPassword { field, violations } => {
+                let violations: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation {
+                        reason: v.rule.to_ascii_uppercase(),
+                        ..FieldViolation::new(field, v.description)
+                    })
+                    .collect();
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("{field} does not meet the password policy"),
+                    ErrorDetails::with_bad_request(violations),
+                )
+            }
+            Error::TokenNotFound => Status::not_found("token is invalid or has expired"),
+            Error::AccountNotFound => Status::not_found("account not found"),
+            Error::AccountExists => {
+                Status::already_exists("an account with this email already exists")
+            }
+            Error::RateLimited { retry_after } => Status::with_error_details(
+                Code::ResourceExhausted,
+                "too many requests from this client; retry later",
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
+            Error::HashingBusy => Status::with_error_details(
+                Code::ResourceExhausted,
+                "password hashing is at capacity; retry later",
+                ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
+            ),
+            Error::CursorExpired => Status::out_of_range(
+                "after_sequence is older than the retained events; resubscribe without it",
+            ),
+            Error::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                Status::unavailable("the service is temporarily unavailable")
+            }
+            Error::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Parses the command line, starts telemetry and runs serve, migrate or purge.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pwreset::cli::{Cli, Command};
+use pwreset::domain::clock::SystemClock;
+use pwreset::{App, Config};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    pwreset::telemetry::init(cli.settings.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "pwreset failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::try_from(&cli.settings)?;
+    match cli.command {
+        Command::Serve => {
+            App::build(config, Arc::new(SystemClock))
+                .await?
+                .serve()
+                .await
+        }
+        Command::Migrate => {
+            pwreset::app::migrate(&config.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Purge => {
+            let counts = App::build(config, Arc::new(SystemClock))
+                .await?
+                .purge()
+                .await?;
+            println!(
+                "purged {} expired tokens and {} events past retention",
+                counts.tokens, counts.events
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "events")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub sequence: i64,
+    pub occurred_at: i64,
+    /// 1 = TokenCreated, 2 = PasswordChanged.
+    pub kind: i16,
+    pub account_id: Uuid,
+    pub email: String,
+    pub token_id: Option<Uuid>,
+    /// AEAD-sealed raw token; NULL once the token is no longer live.
+    pub sealed_token: Option<Vec<u8>>,
+    pub key_id: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub locale: String,
+    pub retain_until: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

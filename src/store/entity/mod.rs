@@ -1,0 +1,6 @@
+//! SeaORM entities, one per table. Times are Unix milliseconds.
+
+pub mod accounts;
+pub mod event_retention;
+pub mod events;
+pub mod reset_tokens;
