@@ -1,0 +1,11 @@
+//! The API suite: the real server on 127.0.0.1:0, a fresh database per test (SQLite,
+//! or PostgreSQL when PWRESET_TEST_DATABASE_URL is set), the generated tonic clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod auth;
+mod binary;
+mod events;
+mod helpers;
+mod reset;
+mod server;
