@@ -98,16 +98,7 @@ impl App {
             clock,
             limits: Arc::clone(&limits),
         });
-        Ok(App {
-            reset,
-            accounts,
-            feed,
-            limits,
-            store,
-            server: config.server,
-            clients: config.clients,
-            shutdown,
-        })
+        Ok(App { reset, accounts, feed, limits, store, server: config.server, clients: config.clients, shutdown })
     }
 
     /// Deletes expired tokens and events past retention.
@@ -117,25 +108,18 @@ impl App {
 
     /// Binds the configured address and serves until SIGTERM or Ctrl-C.
     pub async fn serve(self) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.server.listen)
-            .await
-            .with_context(|| format!("binding {}", self.server.listen))?;
+        let listener =
+            TcpListener::bind(self.server.listen).await.with_context(|| format!("binding {}", self.server.listen))?;
         info!(address = %listener.local_addr()?, "pwreset listening");
         self.serve_on(listener, termination()).await
     }
 
     /// Serves on an already bound listener until `shutdown` completes: health turns
     /// NOT_SERVING, streams end, in-flight calls get the grace period to finish.
-    pub async fn serve_on(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    pub async fn serve_on(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
+            health.set_service_status(name, ServingStatus::Serving).await;
         }
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -172,9 +156,7 @@ impl App {
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
-            .layer(AuthLayer::new(CallerKeys::new(
-                self.server.caller_keys.clone(),
-            )))
+            .layer(AuthLayer::new(CallerKeys::new(self.server.caller_keys.clone())))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -211,19 +193,12 @@ impl App {
 
 async fn drain(health: &HealthReporter) {
     for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
+        health.set_service_status(name, ServingStatus::NotServing).await;
     }
 }
 
 /// Periodically purges what is past retention and forgets idle rate-limit keys.
-async fn sweep(
-    reset: Arc<ResetService>,
-    limits: Arc<Limits>,
-    every: std::time::Duration,
-    stop: CancellationToken,
-) {
+async fn sweep(reset: Arc<ResetService>, limits: Arc<Limits>, every: std::time::Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -9,11 +9,7 @@ use crate::domain::limits::Rate;
 use crate::grpc::auth::CallerKey;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "pwreset",
-    version,
-    about = "Password-reset identity sub-service (gRPC)"
-)]
+#[command(name = "pwreset", version, about = "Password-reset identity sub-service (gRPC)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,30 +48,15 @@ pub enum GeneratorKind {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "PWRESET_LISTEN",
-        default_value = "127.0.0.1:50051",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_LISTEN", default_value = "127.0.0.1:50051", global = true)]
     pub listen: SocketAddr,
 
     /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
-    #[arg(
-        long,
-        env = "PWRESET_DATABASE_URL",
-        default_value = "sqlite://pwreset.db?mode=rwc",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_DATABASE_URL", default_value = "sqlite://pwreset.db?mode=rwc", global = true)]
     pub database_url: String,
 
     /// Largest database connection pool.
-    #[arg(
-        long,
-        env = "PWRESET_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub database_max_connections: u32,
 
     /// Do not apply pending migrations when the server starts.
@@ -85,21 +66,11 @@ pub struct Settings {
     /// Server key, base64 of at least 32 bytes; token digests and event sealing keys
     /// derive from it. Default for SQLite: a key file beside the database, created on
     /// first start.
-    #[arg(
-        long,
-        env = "PWRESET_SECRET_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_SECRET_KEY", hide_env_values = true, global = true)]
     pub secret_key: Option<String>,
 
     /// File holding the server key (base64).
-    #[arg(
-        long,
-        env = "PWRESET_SECRET_KEY_FILE",
-        global = true,
-        conflicts_with = "secret_key"
-    )]
+    #[arg(long, env = "PWRESET_SECRET_KEY_FILE", global = true, conflicts_with = "secret_key")]
     pub secret_key_file: Option<PathBuf>,
 
     /// How long a reset token stays live.
@@ -115,39 +86,19 @@ pub struct Settings {
     pub token_bytes: usize,
 
     /// Shortest token (string generator).
-    #[arg(
-        long,
-        env = "PWRESET_TOKEN_MIN_LENGTH",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_TOKEN_MIN_LENGTH", default_value_t = 10, global = true)]
     pub token_min_length: usize,
 
     /// Longest token (string generator).
-    #[arg(
-        long,
-        env = "PWRESET_TOKEN_MAX_LENGTH",
-        default_value_t = 50,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_TOKEN_MAX_LENGTH", default_value_t = 50, global = true)]
     pub token_max_length: usize,
 
     /// Smallest code (numeric generator).
-    #[arg(
-        long,
-        env = "PWRESET_TOKEN_MIN_NUMBER",
-        default_value_t = 10_000,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_TOKEN_MIN_NUMBER", default_value_t = 10_000, global = true)]
     pub token_min_number: u64,
 
     /// Largest code (numeric generator).
-    #[arg(
-        long,
-        env = "PWRESET_TOKEN_MAX_NUMBER",
-        default_value_t = 99_999,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_TOKEN_MAX_NUMBER", default_value_t = 99_999, global = true)]
     pub token_max_number: u64,
 
     /// Let accounts with no usable password request a reset.
@@ -155,57 +106,27 @@ pub struct Settings {
     pub allow_reset_without_password: bool,
 
     /// Minimum password length in code points after NFC (8 at the lowest).
-    #[arg(
-        long,
-        env = "PWRESET_PASSWORD_MIN_LENGTH",
-        default_value_t = 15,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_PASSWORD_MIN_LENGTH", default_value_t = 15, global = true)]
     pub password_min_length: usize,
 
     /// Maximum password length in code points after NFC (64 at the lowest).
-    #[arg(
-        long,
-        env = "PWRESET_PASSWORD_MAX_LENGTH",
-        default_value_t = 128,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_PASSWORD_MAX_LENGTH", default_value_t = 128, global = true)]
     pub password_max_length: usize,
 
     /// Lowest accepted zxcvbn strength score, 0 to 4.
-    #[arg(
-        long,
-        env = "PWRESET_PASSWORD_MIN_SCORE",
-        default_value_t = 3,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_PASSWORD_MIN_SCORE", default_value_t = 3, global = true)]
     pub password_min_score: u8,
 
     /// Argon2id memory cost in KiB.
-    #[arg(
-        long,
-        env = "PWRESET_ARGON2_MEMORY_KIB",
-        default_value_t = 19_456,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_ARGON2_MEMORY_KIB", default_value_t = 19_456, global = true)]
     pub argon2_memory_kib: u32,
 
     /// Argon2id iterations.
-    #[arg(
-        long,
-        env = "PWRESET_ARGON2_ITERATIONS",
-        default_value_t = 2,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_ARGON2_ITERATIONS", default_value_t = 2, global = true)]
     pub argon2_iterations: u32,
 
     /// Argon2id lanes.
-    #[arg(
-        long,
-        env = "PWRESET_ARGON2_PARALLELISM",
-        default_value_t = 1,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_ARGON2_PARALLELISM", default_value_t = 1, global = true)]
     pub argon2_parallelism: u32,
 
     /// Hashing worker threads (default: number of cores).
@@ -213,75 +134,35 @@ pub struct Settings {
     pub hash_workers: Option<usize>,
 
     /// Hash jobs that may wait for a worker; beyond it calls get RESOURCE_EXHAUSTED.
-    #[arg(
-        long,
-        env = "PWRESET_HASH_QUEUE_DEPTH",
-        default_value_t = 64,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_HASH_QUEUE_DEPTH", default_value_t = 64, global = true)]
     pub hash_queue_depth: usize,
 
     /// Per-client-IP limit on RequestToken, as COUNT/PERIOD or "off".
-    #[arg(
-        long,
-        env = "PWRESET_RATE_REQUEST_TOKEN",
-        default_value = "10/1m",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_RATE_REQUEST_TOKEN", default_value = "10/1m", global = true)]
     pub rate_request_token: RateArg,
 
     /// Per-client-IP limit on ValidateToken.
-    #[arg(
-        long,
-        env = "PWRESET_RATE_VALIDATE_TOKEN",
-        default_value = "30/1m",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_RATE_VALIDATE_TOKEN", default_value = "30/1m", global = true)]
     pub rate_validate_token: RateArg,
 
     /// Per-client-IP limit on Confirm.
-    #[arg(
-        long,
-        env = "PWRESET_RATE_CONFIRM",
-        default_value = "10/1m",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_RATE_CONFIRM", default_value = "10/1m", global = true)]
     pub rate_confirm: RateArg,
 
     /// Per-client-IP limit on VerifyPassword.
-    #[arg(
-        long,
-        env = "PWRESET_RATE_VERIFY_PASSWORD",
-        default_value = "30/1m",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_RATE_VERIFY_PASSWORD", default_value = "30/1m", global = true)]
     pub rate_verify_password: RateArg,
 
     /// Number of trusted proxies that append to the forwarded-for header.
-    #[arg(
-        long,
-        env = "PWRESET_TRUSTED_PROXY_HOPS",
-        default_value_t = 1,
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_TRUSTED_PROXY_HOPS", default_value_t = 1, global = true)]
     pub trusted_proxy_hops: usize,
 
     /// Metadata key carrying the end user's address.
-    #[arg(
-        long,
-        env = "PWRESET_CLIENT_IP_HEADER",
-        default_value = "x-forwarded-for",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_CLIENT_IP_HEADER", default_value = "x-forwarded-for", global = true)]
     pub client_ip_header: String,
 
     /// Metadata key carrying the end user's agent (falls back to user-agent).
-    #[arg(
-        long,
-        env = "PWRESET_USER_AGENT_HEADER",
-        default_value = "x-forwarded-user-agent",
-        global = true
-    )]
+    #[arg(long, env = "PWRESET_USER_AGENT_HEADER", default_value = "x-forwarded-user-agent", global = true)]
     pub user_agent_header: String,
 
     /// Caller key for a role, ROLE=KEY (roles: reset, events, accounts); repeatable.
@@ -330,10 +211,6 @@ pub struct RateArg(pub Option<Rate>);
 impl std::str::FromStr for RateArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.eq_ignore_ascii_case("off") {
-            Ok(RateArg(None))
-        } else {
-            s.parse().map(|r| RateArg(Some(r)))
-        }
+        if s.eq_ignore_ascii_case("off") { Ok(RateArg(None)) } else { s.parse().map(|r| RateArg(Some(r))) }
     }
 }

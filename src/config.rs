@@ -12,9 +12,7 @@ use crate::cli::{GeneratorKind, Settings};
 use crate::domain::hasher::HasherSettings;
 use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
-use crate::domain::password::{
-    LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy,
-};
+use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
 use crate::domain::token::{TokenGenerator, TokenPolicy};
 use crate::grpc::auth::{CallerKey, Role};
 use crate::grpc::client::ClientIpSettings;
@@ -63,9 +61,7 @@ pub struct Config {
 
 /// The file an SQLite URL names, if it names one.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
@@ -81,9 +77,7 @@ impl TryFrom<&Settings> for Config {
 
     fn try_from(s: &Settings) -> anyhow::Result<Self> {
         let key = match (&s.secret_key, &s.secret_key_file) {
-            (Some(text), _) => {
-                KeySource::Given(ServerKey::parse(text).map_err(anyhow::Error::msg)?)
-            }
+            (Some(text), _) => KeySource::Given(ServerKey::parse(text).map_err(anyhow::Error::msg)?),
             (None, Some(path)) => KeySource::File(path.clone()),
             (None, None) => match sqlite_file(&s.database_url) {
                 Some(db) => KeySource::CreateIfMissing(key_file_beside(&db)),
@@ -102,27 +96,16 @@ impl TryFrom<&Settings> for Config {
                 TokenGenerator::RandomBytes(s.token_bytes)
             }
             GeneratorKind::String => {
-                if s.token_min_length < 8
-                    || s.token_min_length > s.token_max_length
-                    || s.token_max_length > 128
-                {
-                    bail!(
-                        "--token-min-length must be at least 8 and at most --token-max-length (at most 128)"
-                    );
+                if s.token_min_length < 8 || s.token_min_length > s.token_max_length || s.token_max_length > 128 {
+                    bail!("--token-min-length must be at least 8 and at most --token-max-length (at most 128)");
                 }
-                TokenGenerator::RandomString {
-                    min: s.token_min_length,
-                    max: s.token_max_length,
-                }
+                TokenGenerator::RandomString { min: s.token_min_length, max: s.token_max_length }
             }
             GeneratorKind::Numeric => {
                 if s.token_min_number >= s.token_max_number {
                     bail!("--token-min-number must be below --token-max-number");
                 }
-                TokenGenerator::Numeric {
-                    min: s.token_min_number,
-                    max: s.token_max_number,
-                }
+                TokenGenerator::Numeric { min: s.token_min_number, max: s.token_max_number }
             }
         };
         let limits = RateLimits {
@@ -132,25 +115,17 @@ impl TryFrom<&Settings> for Config {
             verify_password: s.rate_verify_password.0,
         };
         if generator.is_numeric() && (limits.validate_token.is_none() || limits.confirm.is_none()) {
-            bail!(
-                "the numeric token generator needs --rate-validate-token and --rate-confirm switched on"
-            );
+            bail!("the numeric token generator needs --rate-validate-token and --rate-confirm switched on");
         }
-        if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600)
-        {
+        if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600) {
             bail!("--token-ttl must be between 1m and 7d");
         }
 
         if s.password_min_length < LOWEST_MIN_LENGTH {
             bail!("--password-min-length must be at least {LOWEST_MIN_LENGTH}");
         }
-        if s.password_max_length < LOWEST_MAX_LENGTH
-            || s.password_max_length > MAX_PASSWORD_BYTES / 4
-        {
-            bail!(
-                "--password-max-length must be between {LOWEST_MAX_LENGTH} and {}",
-                MAX_PASSWORD_BYTES / 4
-            );
+        if s.password_max_length < LOWEST_MAX_LENGTH || s.password_max_length > MAX_PASSWORD_BYTES / 4 {
+            bail!("--password-max-length must be between {LOWEST_MAX_LENGTH} and {}", MAX_PASSWORD_BYTES / 4);
         }
         if s.password_min_length > s.password_max_length {
             bail!("--password-min-length must not exceed --password-max-length");
@@ -159,18 +134,9 @@ impl TryFrom<&Settings> for Config {
             bail!("--password-min-score must be between 0 and 4");
         }
 
-        let params = Params::new(
-            s.argon2_memory_kib,
-            s.argon2_iterations,
-            s.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let mut hasher = HasherSettings {
-            params,
-            queue_depth: s.hash_queue_depth.max(1),
-            ..HasherSettings::default()
-        };
+        let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let mut hasher = HasherSettings { params, queue_depth: s.hash_queue_depth.max(1), ..HasherSettings::default() };
         if let Some(workers) = s.hash_workers {
             if workers == 0 {
                 bail!("--hash-workers must be at least 1");
@@ -289,15 +255,12 @@ impl KeySource {
 fn random_key() -> anyhow::Result<ServerKey> {
     use rand::TryRng;
     let mut bytes = [0u8; 32];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
     Ok(ServerKey::from_bytes(bytes))
 }
 
 fn read_key(path: &Path) -> anyhow::Result<ServerKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the key file {}", path.display()))?;
     ServerKey::parse(&text).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))
 }
 
@@ -331,18 +294,13 @@ mod tests {
     fn defaults_are_valid() -> anyhow::Result<()> {
         let c = parse(&[])?;
         assert_eq!(c.tokens.ttl, Duration::from_secs(1800));
-        assert!(
-            matches!(c.key, KeySource::CreateIfMissing(ref p) if p == Path::new("pwreset.db.key"))
-        );
+        assert!(matches!(c.key, KeySource::CreateIfMissing(ref p) if p == Path::new("pwreset.db.key")));
         Ok(())
     }
 
     #[test]
     fn refuses_public_listener_without_keys() {
-        let err = parse(&["--listen", "0.0.0.0:50051"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = parse(&["--listen", "0.0.0.0:50051"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("events, accounts"), "{err}");
         assert!(parse(&["--listen", "0.0.0.0:50051", "--allow-unauthenticated"]).is_ok());
         assert!(
@@ -362,24 +320,8 @@ mod tests {
     fn postgres_needs_a_key() {
         assert!(parse(&["--database-url", "postgres://localhost/x"]).is_err());
         let key = ServerKey::from_bytes([3; 32]).encode();
-        assert!(
-            parse(&[
-                "--database-url",
-                "postgres://localhost/x",
-                "--secret-key",
-                &key
-            ])
-            .is_ok()
-        );
-        assert!(
-            parse(&[
-                "--database-url",
-                "postgres://localhost/x",
-                "--secret-key",
-                "short"
-            ])
-            .is_err()
-        );
+        assert!(parse(&["--database-url", "postgres://localhost/x", "--secret-key", &key]).is_ok());
+        assert!(parse(&["--database-url", "postgres://localhost/x", "--secret-key", "short"]).is_err());
     }
 
     #[test]
@@ -397,10 +339,7 @@ mod tests {
             sqlite_file("sqlite:///var/lib/pwreset/db.sqlite?mode=rwc"),
             Some(PathBuf::from("/var/lib/pwreset/db.sqlite"))
         );
-        assert_eq!(
-            key_file_beside(Path::new("/var/lib/x.db")),
-            PathBuf::from("/var/lib/x.db.key")
-        );
+        assert_eq!(key_file_beside(Path::new("/var/lib/x.db")), PathBuf::from("/var/lib/x.db.key"));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
     }
 }

@@ -24,26 +24,15 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::try_from(&cli.settings)?;
     match cli.command {
-        Command::Serve => {
-            App::build(config, Arc::new(SystemClock))
-                .await?
-                .serve()
-                .await
-        }
+        Command::Serve => App::build(config, Arc::new(SystemClock)).await?.serve().await,
         Command::Migrate => {
             pwreset::app::migrate(&config.database_url).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Purge => {
-            let counts = App::build(config, Arc::new(SystemClock))
-                .await?
-                .purge()
-                .await?;
-            println!(
-                "purged {} expired tokens and {} events past retention",
-                counts.tokens, counts.events
-            );
+            let counts = App::build(config, Arc::new(SystemClock)).await?.purge().await?;
+            println!("purged {} expired tokens and {} events past retention", counts.tokens, counts.events);
             Ok(())
         }
     }

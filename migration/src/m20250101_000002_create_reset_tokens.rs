@@ -15,41 +15,15 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(ResetTokens::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(ResetTokens::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(ResetTokens::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(ResetTokens::AccountId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(ResetTokens::Digest)
-                            .binary()
-                            .not_null()
-                            .unique_key(),
-                    )
-                    .col(
-                        ColumnDef::new(ResetTokens::CreatedAt)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(ResetTokens::ExpiresAt)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(ResetTokens::Digest).binary().not_null().unique_key())
+                    .col(ColumnDef::new(ResetTokens::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(ResetTokens::ExpiresAt).big_integer().not_null())
                     .col(ColumnDef::new(ResetTokens::UsedAt).big_integer().null())
                     .col(ColumnDef::new(ResetTokens::RevokedAt).big_integer().null())
-                    .col(
-                        ColumnDef::new(ResetTokens::ClientIp)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(ResetTokens::UserAgent)
-                            .string_len(512)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(ResetTokens::ClientIp).string_len(64).not_null())
+                    .col(ColumnDef::new(ResetTokens::UserAgent).string_len(512).not_null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(ResetTokens::Table, ResetTokens::AccountId)
@@ -80,9 +54,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(ResetTokens::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(ResetTokens::Table).to_owned()).await
     }
 }
 

@@ -16,13 +16,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Events::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(Events::Sequence)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Events::Sequence).big_integer().not_null().auto_increment().primary_key())
                     .col(ColumnDef::new(Events::OccurredAt).big_integer().not_null())
                     .col(ColumnDef::new(Events::Kind).small_integer().not_null())
                     .col(ColumnDef::new(Events::AccountId).uuid().not_null())
@@ -41,11 +35,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_events_token_id")
-                    .table(Events::Table)
-                    .col(Events::TokenId)
-                    .to_owned(),
+                Index::create().name("idx_events_token_id").table(Events::Table).col(Events::TokenId).to_owned(),
             )
             .await?;
         manager
@@ -64,17 +54,8 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(EventRetention::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(EventRetention::Id)
-                            .integer()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(EventRetention::PurgedThrough)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(EventRetention::Id).integer().not_null().primary_key())
+                    .col(ColumnDef::new(EventRetention::PurgedThrough).big_integer().not_null())
                     .to_owned(),
             )
             .await?;
@@ -90,12 +71,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(EventRetention::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Events::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(EventRetention::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Events::Table).to_owned()).await
     }
 }
 

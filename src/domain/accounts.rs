@@ -41,12 +41,7 @@ impl AccountService {
             }
             None => None,
         };
-        let new = NewAccount {
-            id: Uuid::now_v7(),
-            email,
-            password_hash,
-            created_at: self.clock.now(),
-        };
+        let new = NewAccount { id: Uuid::now_v7(), email, password_hash, created_at: self.clock.now() };
         let account = self.store.create_account(new).await?;
         info!(account_id = %account.id, "account created");
         Ok(account)
@@ -55,12 +50,7 @@ impl AccountService {
     /// `Some(account_id)` for the right password of an active account; `None` for a
     /// wrong password, an unknown e-mail or an inactive account, after the same argon2
     /// work. A hash made under older parameters is upgraded on success.
-    pub async fn verify_password(
-        &self,
-        email: &str,
-        password: Password,
-        client: &ClientInfo,
-    ) -> Result<Option<Uuid>> {
+    pub async fn verify_password(&self, email: &str, password: Password, client: &ClientInfo) -> Result<Option<Uuid>> {
         self.limits.check(Rpc::VerifyPassword, client)?;
         let email = Email::parse(email)?;
         let password = password.normalised()?;
@@ -69,17 +59,12 @@ impl AccountService {
             (true, Some(hash)) => Some((r.account.id, hash)),
             _ => None,
         });
-        let verified = self
-            .hasher
-            .verify(password, candidate.as_ref().map(|(_, h)| h.as_str()))
-            .await?;
+        let verified = self.hasher.verify(password, candidate.as_ref().map(|(_, h)| h.as_str())).await?;
         let valid = match (verified, candidate) {
             (Verified::No, _) | (_, None) => None,
             (Verified::Yes, Some((id, _))) => Some(id),
             (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
-                self.store
-                    .upgrade_password_hash(id, &old_hash, new_hash, self.clock.now())
-                    .await?;
+                self.store.upgrade_password_hash(id, &old_hash, new_hash, self.clock.now()).await?;
                 info!(account_id = %id, "password hash upgraded to current parameters");
                 Some(id)
             }
@@ -92,11 +77,7 @@ impl AccountService {
     /// bring them back.
     pub async fn set_active(&self, account_id: &str, active: bool) -> Result<Account> {
         let id = parse_account_id(account_id)?;
-        let account = self
-            .store
-            .set_active(id, active, self.clock.now())
-            .await?
-            .ok_or(Error::AccountNotFound)?;
+        let account = self.store.set_active(id, active, self.clock.now()).await?.ok_or(Error::AccountNotFound)?;
         info!(account_id = %id, active, "account activity set");
         Ok(account)
     }

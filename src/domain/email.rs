@@ -20,10 +20,7 @@ impl Email {
             return Err(Error::invalid("email", "must not be empty"));
         }
         if trimmed.len() > MAX_EMAIL_BYTES {
-            return Err(Error::invalid(
-                "email",
-                format!("must be at most {MAX_EMAIL_BYTES} bytes"),
-            ));
+            return Err(Error::invalid("email", format!("must be at most {MAX_EMAIL_BYTES} bytes")));
         }
         let normalised = trimmed.to_lowercase();
         let Some((local, domain)) = normalised.rsplit_once('@') else {
@@ -36,9 +33,7 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && normalised
-                .chars()
-                .all(|c| !c.is_whitespace() && !c.is_control());
+            && normalised.chars().all(|c| !c.is_whitespace() && !c.is_control());
         if !well_formed {
             return Err(Error::invalid("email", "must look like name@domain"));
         }
@@ -55,9 +50,7 @@ impl Email {
     }
 
     pub fn local_part(&self) -> &str {
-        self.0
-            .rsplit_once('@')
-            .map_or(self.0.as_str(), |(local, _)| local)
+        self.0.rsplit_once('@').map_or(self.0.as_str(), |(local, _)| local)
     }
 }
 
@@ -79,10 +72,7 @@ mod tests {
 
     #[test]
     fn normalises_case_and_whitespace() {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ").map(|e| e.0).ok(),
-            Some("ada@example.com".into())
-        );
+        assert_eq!(Email::parse("  Ada@Example.COM ").map(|e| e.0).ok(), Some("ada@example.com".into()));
     }
 
     #[test]

@@ -16,10 +16,7 @@ pub enum Error {
     InvalidArgument { field: &'static str, reason: String },
     /// `field` is the request field the password came in.
     #[error("{field} does not meet the password policy")]
-    WeakPassword {
-        field: &'static str,
-        violations: Vec<PolicyViolation>,
-    },
+    WeakPassword { field: &'static str, violations: Vec<PolicyViolation> },
     /// Unknown, expired, used and revoked tokens all end here, so callers cannot tell them apart.
     #[error("token not found")]
     TokenNotFound,
@@ -42,10 +39,7 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            field,
-            reason: reason.into(),
-        }
+        Error::InvalidArgument { field, reason: reason.into() }
     }
 }
 

@@ -35,11 +35,7 @@ pub struct HasherSettings {
 impl Default for HasherSettings {
     fn default() -> Self {
         let workers = thread::available_parallelism().map_or(2, |n| n.get());
-        Self {
-            params: Params::DEFAULT,
-            workers,
-            queue_depth: 64,
-        }
+        Self { params: Params::DEFAULT, workers, queue_depth: 64 }
     }
 }
 
@@ -53,15 +49,8 @@ pub enum Verified {
 }
 
 enum Job {
-    Hash {
-        password: NormalisedPassword,
-        reply: oneshot::Sender<Result<String>>,
-    },
-    Verify {
-        password: NormalisedPassword,
-        phc: String,
-        reply: oneshot::Sender<Result<Verified>>,
-    },
+    Hash { password: NormalisedPassword, reply: oneshot::Sender<Result<String>> },
+    Verify { password: NormalisedPassword, phc: String, reply: oneshot::Sender<Result<Verified>> },
 }
 
 pub struct Hasher {
@@ -77,12 +66,8 @@ impl Hasher {
         let jobs = Arc::new(Mutex::new(jobs));
         let mut dummy_worker = Worker::new(settings.params.clone());
         let mut random = [0u8; 32];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut random)
-            .map_err(|e| anyhow!("OS RNG: {e}"))?;
-        let dummy = dummy_worker
-            .hash(&random)
-            .context("hashing the dummy password")?;
+        rand::rngs::SysRng.try_fill_bytes(&mut random).map_err(|e| anyhow!("OS RNG: {e}"))?;
+        let dummy = dummy_worker.hash(&random).context("hashing the dummy password")?;
         for n in 0..settings.workers.max(1) {
             let jobs = Arc::clone(&jobs);
             let worker = Worker::new(settings.params.clone());
@@ -97,42 +82,24 @@ impl Hasher {
     pub async fn hash(&self, password: NormalisedPassword) -> Result<String> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Hash { password, reply })?;
-        answer
-            .await
-            .map_err(|_| Error::Internal(anyhow!("hashing worker stopped")))?
+        answer.await.map_err(|_| Error::Internal(anyhow!("hashing worker stopped")))?
     }
 
     /// Checks `password` against `phc`, or against the dummy hash when `phc` is `None`
     /// (in which case the answer is always `No`, after the same amount of work).
-    pub async fn verify(
-        &self,
-        password: NormalisedPassword,
-        phc: Option<&str>,
-    ) -> Result<Verified> {
+    pub async fn verify(&self, password: NormalisedPassword, phc: Option<&str>) -> Result<Verified> {
         let (reply, answer) = oneshot::channel();
         let phc_text = phc.unwrap_or(&self.dummy).to_owned();
-        self.submit(Job::Verify {
-            password,
-            phc: phc_text,
-            reply,
-        })?;
-        let verified = answer
-            .await
-            .map_err(|_| Error::Internal(anyhow!("hashing worker stopped")))??;
-        Ok(if phc.is_some() {
-            verified
-        } else {
-            Verified::No
-        })
+        self.submit(Job::Verify { password, phc: phc_text, reply })?;
+        let verified = answer.await.map_err(|_| Error::Internal(anyhow!("hashing worker stopped")))??;
+        Ok(if phc.is_some() { verified } else { Verified::No })
     }
 
     fn submit(&self, job: Job) -> Result<()> {
         match self.queue.try_send((job, Span::current())) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::HashingBusy),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(Error::Internal(anyhow!("hashing pool stopped")))
-            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::Internal(anyhow!("hashing pool stopped"))),
         }
     }
 }
@@ -160,15 +127,8 @@ impl Worker {
                 Job::Hash { password, reply } => {
                     let _ = reply.send(self.hash(password.as_bytes()).map_err(Error::Internal));
                 }
-                Job::Verify {
-                    password,
-                    phc,
-                    reply,
-                } => {
-                    let _ = reply.send(
-                        self.verify(password.as_bytes(), &phc)
-                            .map_err(Error::Internal),
-                    );
+                Job::Verify { password, phc, reply } => {
+                    let _ = reply.send(self.verify(password.as_bytes(), &phc).map_err(Error::Internal));
                 }
             }
         }
@@ -176,9 +136,7 @@ impl Worker {
 
     fn hash(&mut self, password: &[u8]) -> anyhow::Result<String> {
         let mut salt = [0u8; SALT_LEN];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut salt)
-            .map_err(|e| anyhow!("OS RNG: {e}"))?;
+        rand::rngs::SysRng.try_fill_bytes(&mut salt).map_err(|e| anyhow!("OS RNG: {e}"))?;
         let params = self.params.clone();
         let output = self.compute(password, &salt, &params)?;
         let phc = PasswordHash {
@@ -192,13 +150,11 @@ impl Worker {
     }
 
     fn verify(&mut self, password: &[u8], phc: &str) -> anyhow::Result<Verified> {
-        let parsed =
-            PasswordHash::new(phc).map_err(|e| anyhow!("stored hash is not a PHC string: {e}"))?;
+        let parsed = PasswordHash::new(phc).map_err(|e| anyhow!("stored hash is not a PHC string: {e}"))?;
         if parsed.algorithm != ARGON2ID_IDENT {
             return Err(anyhow!("stored hash is not argon2id"));
         }
-        let params =
-            Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
+        let params = Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
         if params.m_cost() > MAX_VERIFY_M_COST {
             return Err(anyhow!("stored hash asks for {} KiB", params.m_cost()));
         }
@@ -215,19 +171,10 @@ impl Worker {
             || params.t_cost() != current.t_cost()
             || params.p_cost() != current.p_cost()
             || parsed.version != Some(Version::V0x13.into());
-        Ok(if outdated {
-            Verified::YesRehashed(self.hash(password)?)
-        } else {
-            Verified::Yes
-        })
+        Ok(if outdated { Verified::YesRehashed(self.hash(password)?) } else { Verified::Yes })
     }
 
-    fn compute(
-        &mut self,
-        password: &[u8],
-        salt: &[u8],
-        params: &Params,
-    ) -> anyhow::Result<[u8; OUTPUT_LEN]> {
+    fn compute(&mut self, password: &[u8], salt: &[u8], params: &Params) -> anyhow::Result<[u8; OUTPUT_LEN]> {
         let blocks = params.block_count();
         if self.memory.len() < blocks {
             // Only for hashes made under larger, older parameters; shrunk again below.
@@ -235,10 +182,7 @@ impl Worker {
         }
         let mut out = [0u8; OUTPUT_LEN];
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let memory = self
-            .memory
-            .get_mut(..blocks)
-            .ok_or_else(|| anyhow!("argon2 memory"))?;
+        let memory = self.memory.get_mut(..blocks).ok_or_else(|| anyhow!("argon2 memory"))?;
         let result = argon.hash_password_into_with_memory(password, salt, &mut out, memory);
         let own = self.params.block_count();
         if self.memory.len() > own {
@@ -256,17 +200,11 @@ mod tests {
     use crate::domain::password::Password;
 
     fn cheap() -> HasherSettings {
-        HasherSettings {
-            params: Params::new(64, 1, 1, None).unwrap_or_default(),
-            workers: 1,
-            queue_depth: 4,
-        }
+        HasherSettings { params: Params::new(64, 1, 1, None).unwrap_or_default(), workers: 1, queue_depth: 4 }
     }
 
     fn pw(s: &str) -> NormalisedPassword {
-        Password::new(s.into())
-            .normalised()
-            .unwrap_or_else(|_| unreachable!())
+        Password::new(s.into()).normalised().unwrap_or_else(|_| unreachable!())
     }
 
     #[tokio::test]
@@ -274,32 +212,19 @@ mod tests {
         let hasher = Hasher::start(&cheap())?;
         let phc = hasher.hash(pw("a long enough passphrase")).await?;
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(
-            hasher
-                .verify(pw("a long enough passphrase"), Some(&phc))
-                .await?,
-            Verified::Yes
-        );
-        assert_eq!(
-            hasher.verify(pw("another passphrase"), Some(&phc)).await?,
-            Verified::No
-        );
+        assert_eq!(hasher.verify(pw("a long enough passphrase"), Some(&phc)).await?, Verified::Yes);
+        assert_eq!(hasher.verify(pw("another passphrase"), Some(&phc)).await?, Verified::No);
         assert_eq!(hasher.verify(pw("anything"), None).await?, Verified::No);
         Ok(())
     }
 
     #[tokio::test]
     async fn hashes_under_older_parameters_are_upgraded() -> anyhow::Result<()> {
-        let old = Hasher::start(&HasherSettings {
-            params: Params::new(32, 1, 1, None).unwrap_or_default(),
-            ..cheap()
-        })?;
+        let old =
+            Hasher::start(&HasherSettings { params: Params::new(32, 1, 1, None).unwrap_or_default(), ..cheap() })?;
         let phc = old.hash(pw("a long enough passphrase")).await?;
         let current = Hasher::start(&cheap())?;
-        let Verified::YesRehashed(new) = current
-            .verify(pw("a long enough passphrase"), Some(&phc))
-            .await?
-        else {
+        let Verified::YesRehashed(new) = current.verify(pw("a long enough passphrase"), Some(&phc)).await? else {
             panic!("expected a rehash");
         };
         assert!(new.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));

@@ -25,10 +25,7 @@ impl ServerKey {
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .map_err(|_| "the secret key must be base64".to_string())?;
         if bytes.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "the secret key must be at least {MIN_KEY_BYTES} bytes, got {}",
-                bytes.len()
-            ));
+            return Err(format!("the secret key must be at least {MIN_KEY_BYTES} bytes, got {}", bytes.len()));
         }
         Ok(ServerKey(bytes))
     }

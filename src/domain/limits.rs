@@ -32,30 +32,19 @@ impl std::str::FromStr for Rate {
 
     /// `10/1m`: ten calls a minute.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (count, period) = s
-            .split_once('/')
-            .ok_or_else(|| format!("rate {s:?} must look like 10/1m"))?;
-        let count: NonZeroU32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("rate {s:?}: count must be a positive integer"))?;
-        let period =
-            humantime::parse_duration(period.trim()).map_err(|e| format!("rate {s:?}: {e}"))?;
+        let (count, period) = s.split_once('/').ok_or_else(|| format!("rate {s:?} must look like 10/1m"))?;
+        let count: NonZeroU32 =
+            count.trim().parse().map_err(|_| format!("rate {s:?}: count must be a positive integer"))?;
+        let period = humantime::parse_duration(period.trim()).map_err(|e| format!("rate {s:?}: {e}"))?;
         let rate = Rate { count, period };
-        rate.quota()
-            .ok_or_else(|| format!("rate {s:?}: period must be positive"))?;
+        rate.quota().ok_or_else(|| format!("rate {s:?}: period must be positive"))?;
         Ok(rate)
     }
 }
 
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}",
-            self.count,
-            humantime::format_duration(self.period)
-        )
+        write!(f, "{}/{}", self.count, humantime::format_duration(self.period))
     }
 }
 
@@ -113,24 +102,16 @@ impl Limits {
             return Ok(());
         };
         let key = client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        limiter
-            .check_key(&key)
-            .map_err(|not_until| Error::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            })
+        limiter.check_key(&key).map_err(|not_until| Error::RateLimited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
     }
 
     /// Forgets addresses whose buckets are full again, so memory stays bounded with
     /// millions of distinct clients. Run periodically.
     pub fn evict_idle(&self) {
-        for limiter in [
-            &self.request_token,
-            &self.validate_token,
-            &self.confirm,
-            &self.verify_password,
-        ]
-        .into_iter()
-        .flatten()
+        for limiter in
+            [&self.request_token, &self.validate_token, &self.confirm, &self.verify_password].into_iter().flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -154,18 +135,9 @@ mod tests {
 
     #[test]
     fn trips_after_the_burst_and_keys_by_address() {
-        let limits = Limits::new(&RateLimits {
-            confirm: "2/1h".parse().ok(),
-            ..Default::default()
-        });
-        let a = ClientInfo {
-            ip: "192.0.2.1".parse().ok(),
-            user_agent: String::new(),
-        };
-        let b = ClientInfo {
-            ip: "192.0.2.2".parse().ok(),
-            user_agent: String::new(),
-        };
+        let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() });
+        let a = ClientInfo { ip: "192.0.2.1".parse().ok(), user_agent: String::new() };
+        let b = ClientInfo { ip: "192.0.2.2".parse().ok(), user_agent: String::new() };
         assert!(limits.check(Rpc::Confirm, &a).is_ok());
         assert!(limits.check(Rpc::Confirm, &a).is_ok());
         let Err(Error::RateLimited { retry_after }) = limits.check(Rpc::Confirm, &a) else {
@@ -173,9 +145,6 @@ mod tests {
         };
         assert!(retry_after > Duration::from_secs(60 * 29));
         assert!(limits.check(Rpc::Confirm, &b).is_ok());
-        assert!(
-            limits.check(Rpc::RequestToken, &a).is_ok(),
-            "other RPCs are unlimited here"
-        );
+        assert!(limits.check(Rpc::RequestToken, &a).is_ok(), "other RPCs are unlimited here");
     }
 }

@@ -28,11 +28,7 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self {
-            min_length: 15,
-            max_length: 128,
-            min_score: 3,
-        }
+        Self { min_length: 15, max_length: 128, min_score: 3 }
     }
 }
 
@@ -47,10 +43,7 @@ impl Password {
     /// The NFC form, the only one that is checked, hashed or verified.
     pub fn normalised(&self) -> Result<NormalisedPassword> {
         if self.0.len() > MAX_PASSWORD_BYTES {
-            return Err(Error::invalid(
-                "password",
-                format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-            ));
+            return Err(Error::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
         }
         Ok(NormalisedPassword(self.0.nfc().collect()))
     }
@@ -79,12 +72,7 @@ impl fmt::Debug for NormalisedPassword {
 
 impl PasswordPolicy {
     /// Checks a new password for `email`; `field` names the request field in errors.
-    pub fn check(
-        &self,
-        password: &Password,
-        email: &Email,
-        field: &'static str,
-    ) -> Result<NormalisedPassword> {
+    pub fn check(&self, password: &Password, email: &Email, field: &'static str) -> Result<NormalisedPassword> {
         if password.0.len() > MAX_PASSWORD_BYTES {
             let violations = vec![PolicyViolation {
                 rule: "max_length",
@@ -94,11 +82,7 @@ impl PasswordPolicy {
         }
         let normalised = password.normalised()?;
         let violations = self.violations(&normalised.0, email);
-        if violations.is_empty() {
-            Ok(normalised)
-        } else {
-            Err(Error::WeakPassword { field, violations })
-        }
+        if violations.is_empty() { Ok(normalised) } else { Err(Error::WeakPassword { field, violations }) }
     }
 
     fn violations(&self, password: &str, email: &Email) -> Vec<PolicyViolation> {
@@ -130,10 +114,7 @@ impl PasswordPolicy {
             if score < self.min_score {
                 found.push(PolicyViolation {
                     rule: "too_guessable",
-                    description: format!(
-                        "is too easy to guess (strength {score} of 4, needs {})",
-                        self.min_score
-                    ),
+                    description: format!("is too easy to guess (strength {score} of 4, needs {})", self.min_score),
                 });
             }
         }
@@ -146,22 +127,13 @@ mod tests {
     use super::*;
 
     fn rules(password: &str) -> Vec<&'static str> {
-        let email = Email::parse("ada.lovelace@example.com")
-            .ok()
-            .into_iter()
-            .next();
+        let email = Email::parse("ada.lovelace@example.com").ok().into_iter().next();
         let Some(email) = email else {
             return vec!["bad test email"];
         };
-        match PasswordPolicy::default().check(
-            &Password::new(password.into()),
-            &email,
-            "new_password",
-        ) {
+        match PasswordPolicy::default().check(&Password::new(password.into()), &email, "new_password") {
             Ok(_) => vec![],
-            Err(Error::WeakPassword { violations, .. }) => {
-                violations.into_iter().map(|v| v.rule).collect()
-            }
+            Err(Error::WeakPassword { violations, .. }) => violations.into_iter().map(|v| v.rule).collect(),
             Err(_) => vec!["other"],
         }
     }

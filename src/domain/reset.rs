@@ -41,36 +41,21 @@ pub struct ResetService {
 }
 
 fn parse_locale(locale: String) -> Result<String> {
-    let ok = locale.len() <= MAX_LOCALE_BYTES
-        && locale
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(locale)
-    } else {
-        Err(Error::invalid(
-            "locale",
-            "must be a BCP 47 tag such as en-GB",
-        ))
-    }
+    let ok =
+        locale.len() <= MAX_LOCALE_BYTES && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok { Ok(locale) } else { Err(Error::invalid("locale", "must be a BCP 47 tag such as en-GB")) }
 }
 
 impl ResetService {
     /// Creates a token and its `TokenCreated` event if `email` names an active account
     /// that may reset; otherwise does nothing. Either way the answer is the same.
-    pub async fn request_token(
-        &self,
-        email: &str,
-        locale: String,
-        client: &ClientInfo,
-    ) -> Result<()> {
+    pub async fn request_token(&self, email: &str, locale: String, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::RequestToken, client)?;
         let email = Email::parse(email)?;
         let locale = parse_locale(locale)?;
         let record = self.store.account_by_email(&email).await?;
         let eligible = record.filter(|r| {
-            r.account.active
-                && (r.account.has_usable_password || self.tokens.allow_without_usable_password)
+            r.account.active && (r.account.has_usable_password || self.tokens.allow_without_usable_password)
         });
         let Some(record) = eligible else {
             info!(outcome = "no_eligible_account", client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
@@ -114,17 +99,11 @@ impl ResetService {
                 None => continue,
             }
         }
-        Err(Error::Internal(anyhow::anyhow!(
-            "could not generate a unique token in {TOKEN_ATTEMPTS} attempts"
-        )))
+        Err(Error::Internal(anyhow::anyhow!("could not generate a unique token in {TOKEN_ATTEMPTS} attempts")))
     }
 
     /// The expiry of a live token.
-    pub async fn validate_token(
-        &self,
-        token: RawToken,
-        client: &ClientInfo,
-    ) -> Result<DateTime<Utc>> {
+    pub async fn validate_token(&self, token: RawToken, client: &ClientInfo) -> Result<DateTime<Utc>> {
         self.limits.check(Rpc::ValidateToken, client)?;
         let record = self.live_token(&token).await?;
         Ok(record.expires_at)
@@ -132,12 +111,7 @@ impl ResetService {
 
     /// Sets a new password with a live token. A password that fails the policy leaves
     /// the token usable.
-    pub async fn confirm(
-        &self,
-        token: RawToken,
-        password: Password,
-        client: &ClientInfo,
-    ) -> Result<()> {
+    pub async fn confirm(&self, token: RawToken, password: Password, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::Confirm, client)?;
         let record = self.live_token(&token).await?;
         let account = match self.store.account_by_id(record.account_id).await? {
@@ -145,9 +119,7 @@ impl ResetService {
             _ => return Err(Error::TokenNotFound),
         };
         Span::current().record("account_id", tracing::field::display(account.id));
-        let password = self
-            .passwords
-            .check(&password, &account.email, "new_password")?;
+        let password = self.passwords.check(&password, &account.email, "new_password")?;
         let password_hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
         let event = StoredEvent {
@@ -164,12 +136,7 @@ impl ResetService {
             locale: String::new(),
             retain_until: self.retain_until(now, None),
         };
-        let confirmation = Confirmation {
-            token_id: record.id,
-            account_id: account.id,
-            password_hash,
-            now,
-        };
+        let confirmation = Confirmation { token_id: record.id, account_id: account.id, password_hash, now };
         let result = self.store.confirm(confirmation, event).await;
         let outcome = match &result {
             Ok(_) => "password_changed",
@@ -184,11 +151,7 @@ impl ResetService {
     /// Finds a live token; any other state is the same `TokenNotFound`, with the reason
     /// only in the span. An expired token presented is deleted.
     async fn live_token(&self, token: &RawToken) -> Result<TokenRecord> {
-        let Some(record) = self
-            .store
-            .token_by_digest(&self.digester.digest(token))
-            .await?
-        else {
+        let Some(record) = self.store.token_by_digest(&self.digester.digest(token)).await? else {
             Span::current().record("token_state", "unknown");
             return Err(Error::TokenNotFound);
         };

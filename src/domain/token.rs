@@ -38,19 +38,14 @@ impl TokenGenerator {
         let text = match *self {
             TokenGenerator::RandomBytes(n) => {
                 let mut bytes = vec![0u8; n];
-                rand::rngs::SysRng
-                    .try_fill_bytes(&mut bytes)
-                    .map_err(|e| Error::Internal(anyhow!("OS RNG: {e}")))?;
+                rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(|e| Error::Internal(anyhow!("OS RNG: {e}")))?;
                 URL_SAFE_NO_PAD.encode(bytes)
             }
             TokenGenerator::RandomString { min, max } => {
-                const ALPHABET: &[u8] =
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
                 let mut rng = rand::rng();
                 let len = rng.random_range(min..=max);
-                (0..len)
-                    .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-                    .collect()
+                (0..len).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
             }
             TokenGenerator::Numeric { min, max } => rand::rng().random_range(min..=max).to_string(),
         };
@@ -101,10 +96,7 @@ impl RawToken {
             return Err(Error::invalid("token", "must not be empty"));
         }
         if raw.len() > MAX_TOKEN_BYTES {
-            return Err(Error::invalid(
-                "token",
-                format!("must be at most {MAX_TOKEN_BYTES} bytes"),
-            ));
+            return Err(Error::invalid("token", format!("must be at most {MAX_TOKEN_BYTES} bytes")));
         }
         Ok(RawToken(raw))
     }
@@ -157,11 +149,7 @@ mod tests {
         let a = TokenGenerator::default().generate()?;
         let b = TokenGenerator::default().generate()?;
         assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
         Ok(())
     }
@@ -171,11 +159,7 @@ mod tests {
         for _ in 0..100 {
             let s = TokenGenerator::RandomString { min: 10, max: 12 }.generate()?;
             assert!((10..=12).contains(&s.expose().len()));
-            let n: u64 = TokenGenerator::Numeric { min: 100, max: 199 }
-                .generate()?
-                .expose()
-                .parse()
-                .unwrap_or(0);
+            let n: u64 = TokenGenerator::Numeric { min: 100, max: 199 }.generate()?.expose().parse().unwrap_or(0);
             assert!((100..=199).contains(&n));
         }
         Ok(())
@@ -184,14 +168,8 @@ mod tests {
     #[test]
     fn digest_depends_on_the_key() {
         let token = RawToken("123456".into());
-        assert_ne!(
-            TokenDigester::new([1; 32]).digest(&token),
-            TokenDigester::new([2; 32]).digest(&token)
-        );
-        assert_eq!(
-            TokenDigester::new([1; 32]).digest(&token),
-            TokenDigester::new([1; 32]).digest(&token)
-        );
+        assert_ne!(TokenDigester::new([1; 32]).digest(&token), TokenDigester::new([2; 32]).digest(&token));
+        assert_eq!(TokenDigester::new([1; 32]).digest(&token), TokenDigester::new([1; 32]).digest(&token));
     }
 
     #[test]

@@ -11,9 +11,7 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self {
-            newest: watch::Sender::new(0),
-        }
+        Self { newest: watch::Sender::new(0) }
     }
 }
 

@@ -39,14 +39,12 @@ pub enum Payload {
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Payload::TokenCreated { account_id, .. } => f
-                .debug_struct("TokenCreated")
-                .field("account_id", account_id)
-                .finish_non_exhaustive(),
-            Payload::PasswordChanged { account_id, .. } => f
-                .debug_struct("PasswordChanged")
-                .field("account_id", account_id)
-                .finish_non_exhaustive(),
+            Payload::TokenCreated { account_id, .. } => {
+                f.debug_struct("TokenCreated").field("account_id", account_id).finish_non_exhaustive()
+            }
+            Payload::PasswordChanged { account_id, .. } => {
+                f.debug_struct("PasswordChanged").field("account_id", account_id).finish_non_exhaustive()
+            }
         }
     }
 }

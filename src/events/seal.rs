@@ -27,41 +27,22 @@ impl Sealer {
     pub fn new(key: [u8; 32]) -> Self {
         // A public fingerprint of the key: identifies it without revealing it.
         let fingerprint = Sha256::digest(key);
-        let key_id = i64::from(u32::from_be_bytes([
-            fingerprint[0],
-            fingerprint[1],
-            fingerprint[2],
-            fingerprint[3],
-        ]));
-        Self {
-            key_id,
-            cipher: XChaCha20Poly1305::new(&Key::from(key)),
-        }
+        let key_id = i64::from(u32::from_be_bytes([fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]]));
+        Self { key_id, cipher: XChaCha20Poly1305::new(&Key::from(key)) }
     }
 
     /// `context` (the token's id) is authenticated, so a sealed value cannot be moved
     /// to another row.
     pub fn seal(&self, plaintext: &str, context: &[u8]) -> anyhow::Result<SealedToken> {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut nonce)
-            .map_err(|e| anyhow!("OS RNG: {e}"))?;
+        rand::rngs::SysRng.try_fill_bytes(&mut nonce).map_err(|e| anyhow!("OS RNG: {e}"))?;
         let ciphertext = self
             .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: context,
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext.as_bytes(), aad: context })
             .map_err(|_| anyhow!("sealing failed"))?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
-        Ok(SealedToken {
-            key_id: self.key_id,
-            bytes,
-        })
+        Ok(SealedToken { key_id: self.key_id, bytes })
     }
 
     /// `None` when the value was sealed under another key or has been tampered with.
@@ -71,16 +52,7 @@ impl Sealer {
         }
         let (nonce, ciphertext) = sealed.bytes.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).ok()?;
-        let plain = self
-            .cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: context,
-                },
-            )
-            .ok()?;
+        let plain = self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: context }).ok()?;
         String::from_utf8(plain).ok()
     }
 }
@@ -94,10 +66,7 @@ mod tests {
         let sealer = Sealer::new([9; 32]);
         let sealed = sealer.seal("the-raw-token", b"row-1")?;
         assert!(!sealed.bytes.windows(13).any(|w| w == b"the-raw-token"));
-        assert_eq!(
-            sealer.open(&sealed, b"row-1").as_deref(),
-            Some("the-raw-token")
-        );
+        assert_eq!(sealer.open(&sealed, b"row-1").as_deref(), Some("the-raw-token"));
         Ok(())
     }
 

@@ -42,16 +42,7 @@ impl EventFeed {
         poll_interval: Duration,
         shutdown: CancellationToken,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                bus,
-                sealer,
-                clock,
-                poll_interval,
-                shutdown,
-            }),
-        }
+        Self { inner: Arc::new(Inner { store, bus, sealer, clock, poll_interval, shutdown }) }
     }
 
     /// Starts a subscription. `after`: `None` for live events only, else every retained
@@ -62,8 +53,7 @@ impl EventFeed {
         let mut wake = inner.bus.watch();
         let mut cursor = match after {
             Some(after) => {
-                let after = i64::try_from(after)
-                    .map_err(|_| Error::invalid("after_sequence", "is too large"))?;
+                let after = i64::try_from(after).map_err(|_| Error::invalid("after_sequence", "is too large"))?;
                 if after < inner.store.purged_through().await? {
                     return Err(Error::CursorExpired);
                 }
@@ -112,9 +102,7 @@ impl Inner {
                 let expires_at = e.expires_at.unwrap_or(e.occurred_at);
                 let live = expires_at > self.clock.now();
                 let token = match (live, &e.sealed_token, e.token_id) {
-                    (true, Some(sealed), Some(id)) => {
-                        self.sealer.open(sealed, id.as_bytes()).unwrap_or_default()
-                    }
+                    (true, Some(sealed), Some(id)) => self.sealer.open(sealed, id.as_bytes()).unwrap_or_default(),
                     _ => String::new(),
                 };
                 Payload::TokenCreated {
@@ -134,10 +122,6 @@ impl Inner {
                 user_agent: e.user_agent,
             },
         };
-        Event {
-            sequence: e.sequence.max(0) as u64,
-            occurred_at: e.occurred_at,
-            payload,
-        }
+        Event { sequence: e.sequence.max(0) as u64, occurred_at: e.occurred_at, payload }
     }
 }

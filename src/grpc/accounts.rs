@@ -10,9 +10,7 @@ use crate::domain::accounts::AccountService;
 use crate::domain::password::Password;
 use crate::proto;
 use crate::proto::account_service_server::AccountService as AccountServiceRpc;
-use crate::proto::{
-    CreateAccountRequest, SetActiveRequest, VerifyPasswordRequest, VerifyPasswordResponse,
-};
+use crate::proto::{CreateAccountRequest, SetActiveRequest, VerifyPasswordRequest, VerifyPasswordResponse};
 
 pub struct AccountGrpc {
     pub(crate) accounts: Arc<AccountService>,
@@ -22,15 +20,9 @@ pub struct AccountGrpc {
 #[tonic::async_trait]
 impl AccountServiceRpc for AccountGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "CreateAccount"))]
-    async fn create_account(
-        &self,
-        req: Request<CreateAccountRequest>,
-    ) -> Result<Response<proto::Account>, Status> {
+    async fn create_account(&self, req: Request<CreateAccountRequest>) -> Result<Response<proto::Account>, Status> {
         let CreateAccountRequest { email, password } = req.into_inner();
-        let account = self
-            .accounts
-            .create_account(&email, password.map(Password::new))
-            .await?;
+        let account = self.accounts.create_account(&email, password.map(Password::new)).await?;
         Ok(Response::new(account.into()))
     }
 
@@ -42,10 +34,7 @@ impl AccountServiceRpc for AccountGrpc {
         let client = self.clients.client(req.metadata(), req.remote_addr());
         tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
         let VerifyPasswordRequest { email, password } = req.into_inner();
-        let valid = self
-            .accounts
-            .verify_password(&email, Password::new(password), &client)
-            .await?;
+        let valid = self.accounts.verify_password(&email, Password::new(password), &client).await?;
         Ok(Response::new(VerifyPasswordResponse {
             valid: valid.is_some(),
             account_id: valid.map(|id| id.to_string()).unwrap_or_default(),
@@ -53,13 +42,8 @@ impl AccountServiceRpc for AccountGrpc {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "SetActive"))]
-    async fn set_active(
-        &self,
-        req: Request<SetActiveRequest>,
-    ) -> Result<Response<proto::Account>, Status> {
+    async fn set_active(&self, req: Request<SetActiveRequest>) -> Result<Response<proto::Account>, Status> {
         let SetActiveRequest { account_id, active } = req.into_inner();
-        Ok(Response::new(
-            self.accounts.set_active(&account_id, active).await?.into(),
-        ))
+        Ok(Response::new(self.accounts.set_active(&account_id, active).await?.into()))
     }
 }

@@ -56,9 +56,7 @@ impl FromStr for Role {
             "reset" => Ok(Role::Reset),
             "events" => Ok(Role::Events),
             "accounts" => Ok(Role::Accounts),
-            other => Err(format!(
-                "unknown role {other:?} (expected reset, events or accounts)"
-            )),
+            other => Err(format!("unknown role {other:?} (expected reset, events or accounts)")),
         }
     }
 }
@@ -73,25 +71,16 @@ pub struct CallerKey {
 impl FromStr for CallerKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (role, key) = s
-            .split_once('=')
-            .ok_or("a caller key must look like ROLE=KEY")?;
+        let (role, key) = s.split_once('=').ok_or("a caller key must look like ROLE=KEY")?;
         let role: Role = role.trim().parse()?;
         let key = key.trim();
         if key.len() < 16 {
-            return Err(format!(
-                "the key for role {role} must be at least 16 characters"
-            ));
+            return Err(format!("the key for role {role} must be at least 16 characters"));
         }
         if key.len() > 512 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "the key for role {role} must be at most 512 printable ASCII characters"
-            ));
+            return Err(format!("the key for role {role} must be at most 512 printable ASCII characters"));
         }
-        Ok(CallerKey {
-            role,
-            key: key.as_bytes().to_vec(),
-        })
+        Ok(CallerKey { role, key: key.as_bytes().to_vec() })
     }
 }
 
@@ -119,9 +108,7 @@ impl CallerKeys {
             return Ok(());
         }
         let Some(presented) = presented else {
-            return Err(Status::unauthenticated(
-                "missing caller key: send authorization: Bearer KEY",
-            ));
+            return Err(Status::unauthenticated("missing caller key: send authorization: Bearer KEY"));
         };
         // Compare against every key so the time taken does not depend on which matched.
         let mut own = subtle::Choice::from(0);
@@ -137,9 +124,7 @@ impl CallerKeys {
         if bool::from(own) {
             Ok(())
         } else if bool::from(other) {
-            Err(Status::permission_denied(format!(
-                "this caller key does not grant the {role} role"
-            )))
+            Err(Status::permission_denied(format!("this caller key does not grant the {role} role")))
         } else {
             Err(Status::unauthenticated("unknown caller key"))
         }
@@ -169,10 +154,7 @@ impl AuthLayer {
 impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            keys: self.keys.clone(),
-        }
+        Auth { inner, keys: self.keys.clone() }
     }
 }
 
@@ -189,10 +171,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = futures_util::future::Either<
-        std::future::Ready<Result<Self::Response, Self::Error>>,
-        S::Future,
-    >;
+    type Future = futures_util::future::Either<std::future::Ready<Result<Self::Response, Self::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -205,9 +184,7 @@ where
         };
         match verdict {
             Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
-            Err(status) => {
-                futures_util::future::Either::Left(std::future::ready(Ok(status.into_http())))
-            }
+            Err(status) => futures_util::future::Either::Left(std::future::ready(Ok(status.into_http()))),
         }
     }
 }
@@ -218,76 +195,44 @@ mod tests {
 
     fn keys() -> CallerKeys {
         CallerKeys::new(vec![
-            "reset=reset-key-0123456789"
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
-            "accounts=accounts-key-0123456789"
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
+            "reset=reset-key-0123456789".parse().unwrap_or_else(|e| panic!("{e}")),
+            "accounts=accounts-key-0123456789".parse().unwrap_or_else(|e| panic!("{e}")),
         ])
     }
 
     #[test]
     fn maps_paths_to_roles() {
-        assert_eq!(
-            Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"),
-            Some(Role::Reset)
-        );
+        assert_eq!(Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"), Some(Role::Reset));
         assert_eq!(Role::for_path(SUBSCRIBE_EVENTS), Some(Role::Events));
-        assert_eq!(
-            Role::for_path("/identity.passwordreset.v1.AccountService/SetActive"),
-            Some(Role::Accounts)
-        );
+        assert_eq!(Role::for_path("/identity.passwordreset.v1.AccountService/SetActive"), Some(Role::Accounts));
         assert_eq!(Role::for_path("/grpc.health.v1.Health/Check"), None);
     }
 
     #[test]
     fn checks_keys_per_role() {
         let k = keys();
-        assert!(
-            k.authorise(Role::Reset, Some(b"reset-key-0123456789"))
-                .is_ok()
-        );
+        assert!(k.authorise(Role::Reset, Some(b"reset-key-0123456789")).is_ok());
+        assert_eq!(k.authorise(Role::Reset, None).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
+        assert_eq!(k.authorise(Role::Reset, Some(b"nope")).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
         assert_eq!(
-            k.authorise(Role::Reset, None).map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(
-            k.authorise(Role::Reset, Some(b"nope"))
-                .map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(
-            k.authorise(Role::Reset, Some(b"accounts-key-0123456789"))
-                .map_err(|s| s.code()),
+            k.authorise(Role::Reset, Some(b"accounts-key-0123456789")).map_err(|s| s.code()),
             Err(tonic::Code::PermissionDenied)
         );
-        assert!(
-            k.authorise(Role::Events, None).is_ok(),
-            "a role with no key is open"
-        );
+        assert!(k.authorise(Role::Events, None).is_ok(), "a role with no key is open");
     }
 
     #[test]
     fn parses_bearer_headers() {
         let mut h = http::HeaderMap::new();
-        h.insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_static("Bearer abc"),
-        );
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer abc"));
         assert_eq!(bearer(&h), Some(&b"abc"[..]));
-        h.insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_static("Basic abc"),
-        );
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
     }
 
     #[test]
     fn debug_hides_keys() {
-        let key: CallerKey = "reset=reset-key-0123456789"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key: CallerKey = "reset=reset-key-0123456789".parse().unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{key:?}").contains("0123456789"));
     }
 }

@@ -40,17 +40,9 @@ impl ClientIpSettings {
         let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
         let agent = [self.user_agent_header.as_str(), "user-agent"]
             .iter()
-            .find_map(|h| {
-                metadata
-                    .get(*h)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-            })
+            .find_map(|h| metadata.get(*h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
             .unwrap_or_default();
-        ClientInfo {
-            ip,
-            user_agent: truncate(agent, MAX_USER_AGENT_BYTES).to_owned(),
-        }
+        ClientInfo { ip, user_agent: truncate(agent, MAX_USER_AGENT_BYTES).to_owned() }
     }
 }
 
@@ -63,10 +55,7 @@ fn forwarded_client(header: &str, hops: usize) -> Option<IpAddr> {
     let entries: Vec<&str> = header.split(',').map(str::trim).collect();
     let index = entries.len().saturating_sub(hops);
     let entry = entries.get(index)?;
-    entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -91,18 +80,12 @@ mod tests {
     #[test]
     fn one_trusted_hop_takes_the_rightmost_address() {
         assert_eq!(forwarded_client("203.0.113.7", 1), ip("203.0.113.7"));
-        assert_eq!(
-            forwarded_client("198.51.100.1, 203.0.113.7", 1),
-            ip("203.0.113.7")
-        );
+        assert_eq!(forwarded_client("198.51.100.1, 203.0.113.7", 1), ip("203.0.113.7"));
     }
 
     #[test]
     fn more_hops_walk_left_and_stop_at_the_first_entry() {
-        assert_eq!(
-            forwarded_client("198.51.100.1, 203.0.113.7, 10.0.0.2", 2),
-            ip("203.0.113.7")
-        );
+        assert_eq!(forwarded_client("198.51.100.1, 203.0.113.7, 10.0.0.2", 2), ip("203.0.113.7"));
         assert_eq!(forwarded_client("198.51.100.1", 3), ip("198.51.100.1"));
     }
 

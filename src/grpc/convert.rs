@@ -7,10 +7,7 @@ use crate::events::{Event, Payload};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
 impl From<Account> for proto::Account {
@@ -28,39 +25,26 @@ impl From<Account> for proto::Account {
 impl From<Event> for proto::Event {
     fn from(e: Event) -> Self {
         let kind = match e.payload {
-            Payload::TokenCreated {
-                account_id,
-                email,
-                token,
-                expires_at,
-                client_ip,
-                user_agent,
-                locale,
-            } => proto::event::Kind::TokenCreated(proto::TokenCreated {
-                account_id: account_id.to_string(),
-                email,
-                token,
-                expires_at: Some(timestamp(expires_at)),
-                client_ip,
-                user_agent,
-                locale,
-            }),
-            Payload::PasswordChanged {
-                account_id,
-                email,
-                client_ip,
-                user_agent,
-            } => proto::event::Kind::PasswordChanged(proto::PasswordChanged {
-                account_id: account_id.to_string(),
-                email,
-                client_ip,
-                user_agent,
-            }),
+            Payload::TokenCreated { account_id, email, token, expires_at, client_ip, user_agent, locale } => {
+                proto::event::Kind::TokenCreated(proto::TokenCreated {
+                    account_id: account_id.to_string(),
+                    email,
+                    token,
+                    expires_at: Some(timestamp(expires_at)),
+                    client_ip,
+                    user_agent,
+                    locale,
+                })
+            }
+            Payload::PasswordChanged { account_id, email, client_ip, user_agent } => {
+                proto::event::Kind::PasswordChanged(proto::PasswordChanged {
+                    account_id: account_id.to_string(),
+                    email,
+                    client_ip,
+                    user_agent,
+                })
+            }
         };
-        proto::Event {
-            sequence: e.sequence,
-            occurred_at: Some(timestamp(e.occurred_at)),
-            kind: Some(kind),
-        }
+        proto::Event { sequence: e.sequence, occurred_at: Some(timestamp(e.occurred_at)), kind: Some(kind) }
     }
 }

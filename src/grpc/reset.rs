@@ -16,8 +16,8 @@ use crate::domain::token::RawToken;
 use crate::events::subscription::EventFeed;
 use crate::proto::password_reset_service_server::PasswordResetService;
 use crate::proto::{
-    ConfirmRequest, ConfirmResponse, Event, RequestTokenRequest, RequestTokenResponse,
-    SubscribeEventsRequest, ValidateTokenRequest, ValidateTokenResponse,
+    ConfirmRequest, ConfirmResponse, Event, RequestTokenRequest, RequestTokenResponse, SubscribeEventsRequest,
+    ValidateTokenRequest, ValidateTokenResponse,
 };
 
 pub struct ResetGrpc {
@@ -39,10 +39,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 #[tonic::async_trait]
 impl PasswordResetService for ResetGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "RequestToken", client_ip = Empty))]
-    async fn request_token(
-        &self,
-        req: Request<RequestTokenRequest>,
-    ) -> Result<Response<RequestTokenResponse>, Status> {
+    async fn request_token(&self, req: Request<RequestTokenRequest>) -> Result<Response<RequestTokenResponse>, Status> {
         let client = self.client(&req);
         let RequestTokenRequest { email, locale } = req.into_inner();
         self.reset.request_token(&email, locale, &client).await?;
@@ -55,42 +52,22 @@ impl PasswordResetService for ResetGrpc {
         req: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         let client = self.client(&req);
-        let expires_at = self
-            .reset
-            .validate_token(RawToken::parse(req.into_inner().token)?, &client)
-            .await?;
-        Ok(Response::new(ValidateTokenResponse {
-            expires_at: Some(timestamp(expires_at)),
-        }))
+        let expires_at = self.reset.validate_token(RawToken::parse(req.into_inner().token)?, &client).await?;
+        Ok(Response::new(ValidateTokenResponse { expires_at: Some(timestamp(expires_at)) }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Confirm", client_ip = Empty, token_state = Empty, account_id = Empty))]
-    async fn confirm(
-        &self,
-        req: Request<ConfirmRequest>,
-    ) -> Result<Response<ConfirmResponse>, Status> {
+    async fn confirm(&self, req: Request<ConfirmRequest>) -> Result<Response<ConfirmResponse>, Status> {
         let client = self.client(&req);
-        let ConfirmRequest {
-            token,
-            new_password,
-        } = req.into_inner();
-        self.reset
-            .confirm(
-                RawToken::parse(token)?,
-                Password::new(new_password),
-                &client,
-            )
-            .await?;
+        let ConfirmRequest { token, new_password } = req.into_inner();
+        self.reset.confirm(RawToken::parse(token)?, Password::new(new_password), &client).await?;
         Ok(Response::new(ConfirmResponse {}))
     }
 
     type SubscribeEventsStream = EventStream;
 
     #[tracing::instrument(skip_all, fields(rpc = "SubscribeEvents", client_ip = Empty))]
-    async fn subscribe_events(
-        &self,
-        req: Request<SubscribeEventsRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    async fn subscribe_events(&self, req: Request<SubscribeEventsRequest>) -> Result<Response<EventStream>, Status> {
         self.client(&req);
         let events = self.feed.subscribe(req.into_inner().after_sequence).await?;
         let stream = ReceiverStream::new(events).map(|e| e.map(Event::from).map_err(Status::from));

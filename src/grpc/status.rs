@@ -35,9 +35,7 @@ impl From<Error> for Status {
             }
             Error::TokenNotFound => Status::not_found("token is invalid or has expired"),
             Error::AccountNotFound => Status::not_found("account not found"),
-            Error::AccountExists => {
-                Status::already_exists("an account with this email already exists")
-            }
+            Error::AccountExists => Status::already_exists("an account with this email already exists"),
             Error::RateLimited { retry_after } => Status::with_error_details(
                 Code::ResourceExhausted,
                 "too many requests from this client; retry later",
@@ -48,9 +46,9 @@ impl From<Error> for Status {
                 "password hashing is at capacity; retry later",
                 ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
             ),
-            Error::CursorExpired => Status::out_of_range(
-                "after_sequence is older than the retained events; resubscribe without it",
-            ),
+            Error::CursorExpired => {
+                Status::out_of_range("after_sequence is older than the retained events; resubscribe without it")
+            }
             Error::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "database unavailable");
                 Status::unavailable("the service is temporarily unavailable")

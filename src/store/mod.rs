@@ -14,9 +14,8 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
-    Value,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, Value,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -35,9 +34,7 @@ pub fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Sorts a database error into what a caller can act on: a connection problem is
@@ -54,11 +51,7 @@ fn classify(err: DbErr) -> Error {
         ),
         _ => false,
     };
-    if unavailable {
-        Error::Unavailable(err.into())
-    } else {
-        Error::Internal(err.into())
-    }
+    if unavailable { Error::Unavailable(err.into()) } else { Error::Internal(err.into()) }
 }
 
 trait Classify<T> {
@@ -187,17 +180,13 @@ impl Store {
             // An in-memory database vanishes when the pool recycles its connection.
             options.idle_timeout(None).max_lifetime(None);
         }
-        let db = Database::connect(options)
-            .await
-            .with_context(|| "connecting to the database")?;
+        let db = Database::connect(options).await.with_context(|| "connecting to the database")?;
         Ok(Self { db })
     }
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.db, None)
-            .await
-            .context("applying migrations")
+        Migrator::up(&self.db, None).await.context("applying migrations")
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -225,46 +214,29 @@ impl Store {
             updated_at: Set(now),
             password_changed_at: Set(None),
         };
-        match accounts::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await
-        {
+        match accounts::Entity::insert(model).exec_with_returning(&self.db).await {
             Ok(row) => Ok(to_account(&row)),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(Error::AccountExists)
-            }
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::AccountExists),
             Err(e) => Err(classify(e)),
         }
     }
 
     #[instrument(skip_all, err, level = "debug")]
     pub async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>> {
-        let row = accounts::Entity::find()
-            .filter(accounts::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await
-            .db()?;
+        let row =
+            accounts::Entity::find().filter(accounts::Column::Email.eq(email.as_str())).one(&self.db).await.db()?;
         Ok(row.map(to_record))
     }
 
     #[instrument(skip_all, err, level = "debug")]
     pub async fn account_by_id(&self, id: Uuid) -> Result<Option<AccountRecord>> {
-        Ok(accounts::Entity::find_by_id(id)
-            .one(&self.db)
-            .await
-            .db()?
-            .map(to_record))
+        Ok(accounts::Entity::find_by_id(id).one(&self.db).await.db()?.map(to_record))
     }
 
     /// Sets the active flag; deactivating also revokes every live token of the account
     /// and destroys their sealed copies, in the same transaction.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn set_active(
-        &self,
-        id: Uuid,
-        active: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Account>> {
+    pub async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
         let txn = self.db.begin().await.db()?;
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
@@ -324,10 +296,7 @@ impl Store {
             client_ip: Set(token.client_ip),
             user_agent: Set(token.user_agent),
         };
-        match reset_tokens::Entity::insert(model)
-            .exec_without_returning(&txn)
-            .await
-        {
+        match reset_tokens::Entity::insert(model).exec_without_returning(&txn).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 return Ok(None);
@@ -360,10 +329,7 @@ impl Store {
     #[instrument(skip_all, err, level = "debug")]
     pub async fn discard_token(&self, id: Uuid) -> Result<()> {
         let txn = self.db.begin().await.db()?;
-        reset_tokens::Entity::delete_by_id(id)
-            .exec(&txn)
-            .await
-            .db()?;
+        reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
         events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
             .filter(events::Column::TokenId.eq(id))
@@ -442,10 +408,7 @@ impl Store {
     /// The highest sequence ever purged: a cursor below it may have missed events.
     #[instrument(skip_all, err, level = "debug")]
     pub async fn purged_through(&self) -> Result<i64> {
-        let row = event_retention::Entity::find_by_id(1)
-            .one(&self.db)
-            .await
-            .db()?;
+        let row = event_retention::Entity::find_by_id(1).one(&self.db).await.db()?;
         Ok(row.map_or(0, |r| r.purged_through))
     }
 
@@ -496,10 +459,7 @@ impl Store {
         }
         txn.commit().await.db()?;
         tracing::debug!(sealed_destroyed = sealed.rows_affected, "purge");
-        Ok(PurgeCounts {
-            tokens: tokens.rows_affected,
-            events: purged_events,
-        })
+        Ok(PurgeCounts { tokens: tokens.rows_affected, events: purged_events })
     }
 }
 
@@ -536,9 +496,7 @@ async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent) -> Result<
         // Sequence values are drawn in call order but transactions commit in any order;
         // holding this lock from before the draw until commit makes sequence order
         // commit order, so a reader that has seen N never later finds a new event < N.
-        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})"))
-            .await
-            .db()?;
+        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})")).await.db()?;
     }
     let (sealed_token, key_id) = match event.sealed_token {
         Some(s) => (Some(s.bytes), Some(s.key_id)),
@@ -559,11 +517,7 @@ async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent) -> Result<
         locale: Set(event.locale),
         retain_until: Set(millis(event.retain_until)),
     };
-    Ok(events::Entity::insert(model)
-        .exec(db)
-        .await
-        .db()?
-        .last_insert_id)
+    Ok(events::Entity::insert(model).exec(db).await.db()?.last_insert_id)
 }
 
 fn to_account(row: &accounts::Model) -> Account {
@@ -577,10 +531,7 @@ fn to_account(row: &accounts::Model) -> Account {
 }
 
 fn to_record(row: accounts::Model) -> AccountRecord {
-    AccountRecord {
-        account: to_account(&row),
-        password_hash: row.password_hash,
-    }
+    AccountRecord { account: to_account(&row), password_hash: row.password_hash }
 }
 
 fn to_event(row: events::Model) -> Option<StoredEvent> {

@@ -47,11 +47,8 @@ async fn create_account_applies_the_password_policy() {
         .await
         .unwrap_err();
     assert_eq!(bad_request_fields(&status), ["password", "password"]);
-    let status = app
-        .accounts()
-        .create_account(CreateAccountRequest { email: "nope".into(), password: None })
-        .await
-        .unwrap_err();
+    let status =
+        app.accounts().create_account(CreateAccountRequest { email: "nope".into(), password: None }).await.unwrap_err();
     assert_eq!(bad_request_fields(&status), ["email"]);
 }
 
@@ -101,7 +98,8 @@ async fn set_active_reports_unknown_and_malformed_ids() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let status = app.accounts().set_active(SetActiveRequest { account_id: "42".into(), active: false }).await.unwrap_err();
+    let status =
+        app.accounts().set_active(SetActiveRequest { account_id: "42".into(), active: false }).await.unwrap_err();
     assert_eq!(bad_request_fields(&status), ["account_id"]);
 }
 

@@ -75,6 +75,7 @@ async fn roles_without_a_key_are_open_on_loopback() {
     })
     .await;
     app.reset().validate_token(ValidateTokenRequest { token: "x".into() }).await.unwrap_err();
-    let status = app.accounts().create_account(CreateAccountRequest { email: "a@example.com".into(), password: None }).await;
+    let status =
+        app.accounts().create_account(CreateAccountRequest { email: "a@example.com".into(), password: None }).await;
     assert_eq!(code(status), Code::Unauthenticated);
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pwreset::proto::{event, ConfirmRequest, SubscribeEventsRequest};
+use pwreset::proto::{ConfirmRequest, SubscribeEventsRequest, event};
 use pwreset::store::Store;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;

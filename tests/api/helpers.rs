@@ -9,7 +9,7 @@ use pwreset::domain::clock::ManualClock;
 use pwreset::domain::keys::ServerKey;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
-use pwreset::proto::{self, event, CreateAccountRequest, Event, RequestTokenRequest, SubscribeEventsRequest};
+use pwreset::proto::{self, CreateAccountRequest, Event, RequestTokenRequest, SubscribeEventsRequest, event};
 use pwreset::{App, Config};
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
@@ -147,7 +147,10 @@ impl TestApp {
     }
 
     pub async fn request_token(&self, email: &str) -> Result<(), Status> {
-        self.reset().request_token(RequestTokenRequest { email: email.into(), locale: "en-GB".into() }).await.map(|_| ())
+        self.reset()
+            .request_token(RequestTokenRequest { email: email.into(), locale: "en-GB".into() })
+            .await
+            .map(|_| ())
     }
 
     /// Creates an account, requests a token for it and harvests the token from the

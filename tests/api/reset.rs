@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use prost::Message;
 use pwreset::domain::limits::RateLimits;
-use pwreset::proto::{ConfirmRequest, RequestTokenRequest, RequestTokenResponse, SetActiveRequest, ValidateTokenRequest};
+use pwreset::proto::{
+    ConfirmRequest, RequestTokenRequest, RequestTokenResponse, SetActiveRequest, ValidateTokenRequest,
+};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -23,7 +25,8 @@ async fn a_real_account_gets_a_token_through_the_event_stream() {
     let app = TestApp::spawn().await;
     let account = app.create_account("ada@example.com", Some(STRONG)).await;
     let mut events = app.subscribe(None).await;
-    let mut request = with_ip(RequestTokenRequest { email: " Ada@Example.com ".into(), locale: "fr-CA".into() }, "203.0.113.9");
+    let mut request =
+        with_ip(RequestTokenRequest { email: " Ada@Example.com ".into(), locale: "fr-CA".into() }, "203.0.113.9");
     request.metadata_mut().insert("x-forwarded-user-agent", "Firefox/140".parse().unwrap());
     app.reset().request_token(request).await.unwrap();
 
@@ -33,7 +36,10 @@ async fn a_real_account_gets_a_token_through_the_event_stream() {
     assert_eq!(created.account_id, account.account_id);
     assert_eq!(created.email, "ada@example.com");
     assert_eq!(created.token.len(), 43, "32 random bytes, base64url");
-    assert_eq!((created.client_ip.as_str(), created.user_agent.as_str(), created.locale.as_str()), ("203.0.113.9", "Firefox/140", "fr-CA"));
+    assert_eq!(
+        (created.client_ip.as_str(), created.user_agent.as_str(), created.locale.as_str()),
+        ("203.0.113.9", "Firefox/140", "fr-CA")
+    );
 
     let valid = app.reset().validate_token(validate(&created.token)).await.unwrap().into_inner();
     let expires = valid.expires_at.unwrap();
@@ -53,7 +59,8 @@ async fn unknown_inactive_passwordless_and_real_accounts_look_the_same() {
 
     let mut answers = Vec::new();
     for email in ["unknown@example.com", "inactive@example.com", "nopassword@example.com", "real@example.com"] {
-        let response = app.reset().request_token(RequestTokenRequest { email: email.into(), locale: String::new() }).await;
+        let response =
+            app.reset().request_token(RequestTokenRequest { email: email.into(), locale: String::new() }).await;
         let response = response.unwrap_or_else(|s| panic!("{email}: {s:?}"));
         answers.push(response.into_inner().encode_to_vec());
     }
@@ -224,8 +231,12 @@ async fn of_two_racing_confirms_exactly_one_wins() {
     let app = TestApp::spawn().await;
     let (_, token) = app.account_with_token("ada@example.com").await;
     let (mut a, mut b) = (app.reset(), app.reset());
-    let (ra, rb) = tokio::join!(a.confirm(confirm(&token, STRONG.repeat(2).as_str())), b.confirm(confirm(&token, OTHER_STRONG)));
-    let codes = [ra.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code()), rb.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code())];
+    let (ra, rb) =
+        tokio::join!(a.confirm(confirm(&token, STRONG.repeat(2).as_str())), b.confirm(confirm(&token, OTHER_STRONG)));
+    let codes = [
+        ra.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code()),
+        rb.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code()),
+    ];
     let mut sorted = codes;
     sorted.sort_by_key(|c| *c as i32);
     assert_eq!(sorted, [Code::Ok, Code::NotFound], "{ra:?} {rb:?}");
@@ -236,7 +247,11 @@ async fn of_two_racing_confirms_exactly_one_wins() {
 #[tokio::test]
 async fn rate_limits_trip_per_client_ip_with_retry_info() {
     let app = TestApp::spawn_with(|mut c| {
-        c.limits = RateLimits { request_token: "2/1h".parse().ok(), validate_token: "1/1h".parse().ok(), ..RateLimits::default() };
+        c.limits = RateLimits {
+            request_token: "2/1h".parse().ok(),
+            validate_token: "1/1h".parse().ok(),
+            ..RateLimits::default()
+        };
         c
     })
     .await;

@@ -5,13 +5,13 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use pwreset::proto::{RequestTokenRequest, SubscribeEventsRequest};
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
 use crate::helpers::*;
 
@@ -35,7 +35,10 @@ async fn health_reports_every_service_serving() {
 #[tokio::test]
 async fn reflection_v1alpha_lists_the_services() {
     let app = TestApp::spawn().await;
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = ServerReflectionClient::new(app.channel.clone())
         .server_reflection_info(tokio_stream::iter([request]))
         .await
@@ -77,11 +80,12 @@ async fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let request = http::Request::post(format!("http://{}/identity.passwordreset.v1.PasswordResetService/RequestToken", app.addr))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
-        .unwrap();
+    let request =
+        http::Request::post(format!("http://{}/identity.passwordreset.v1.PasswordResetService/RequestToken", app.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+            .unwrap();
     let response = client.request(request).await.unwrap();
     let headers = response.headers().clone();
     let collected = response.into_body().collect().await.unwrap();
@@ -100,12 +104,8 @@ async fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn shutdown_ends_streams_and_exits_cleanly() {
     let app = TestApp::spawn().await;
-    let mut events = app
-        .reset()
-        .subscribe_events(SubscribeEventsRequest { after_sequence: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events =
+        app.reset().subscribe_events(SubscribeEventsRequest { after_sequence: None }).await.unwrap().into_inner();
     let ended = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), events.message()).await });
     app.shutdown().await;
     let message = ended.await.unwrap().expect("stream ended within 5 s");
