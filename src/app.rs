@@ -108,10 +108,11 @@ impl App {
 
     /// Binds the configured address and serves until SIGTERM or Ctrl-C.
     pub async fn serve(self) -> anyhow::Result<()> {
+        let stop = termination()?;
         let listener =
             TcpListener::bind(self.server.listen).await.with_context(|| format!("binding {}", self.server.listen))?;
         info!(address = %listener.local_addr()?, "pwreset listening");
-        self.serve_on(listener, termination()).await
+        self.serve_on(listener, stop).await
     }
 
     /// Serves on an already bound listener until `shutdown` completes: health turns
@@ -217,26 +218,25 @@ async fn sweep(reset: Arc<ResetService>, limits: Arc<Limits>, every: std::time::
     }
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn termination() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the SIGTERM and Ctrl-C handlers now, so a signal that arrives before the
+/// server is polled is not lost; the future completes on either.
+fn termination() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
