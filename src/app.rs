@@ -41,6 +41,8 @@ pub struct App {
     feed: EventFeed,
     limits: Arc<Limits>,
     store: Store,
+    bus: EventBus,
+    database_url: String,
     server: ServerSettings,
     clients: crate::grpc::client::ClientIpSettings,
     shutdown: CancellationToken,
@@ -69,7 +71,13 @@ impl App {
         let hasher = Arc::new(Hasher::start(&config.hasher)?);
         let limits = Arc::new(Limits::new(&config.limits));
         let bus = EventBus::default();
-        let sealer = Sealer::new(key.seal_key());
+
+        let previous_seal: Vec<[u8; 32]> = config.previous_keys.iter().map(|k| k.seal_key()).collect();
+        let sealer = Sealer::with_previous(key.seal_key(), &previous_seal);
+        let digester = TokenDigester::with_previous(
+            key.digest_key(),
+            config.previous_keys.iter().map(|k| k.digest_key()).collect(),
+        );
         let shutdown = CancellationToken::new();
         let feed = EventFeed::new(
             store.clone(),
@@ -82,15 +90,17 @@ impl App {
         let reset = Arc::new(ResetService {
             store: store.clone(),
             hasher: Arc::clone(&hasher),
-            digester: TokenDigester::new(key.digest_key()),
+            digester,
             sealer,
             tokens: config.tokens,
             passwords: config.passwords.clone(),
             clock: Arc::clone(&clock),
-            bus,
+            bus: bus.clone(),
             limits: Arc::clone(&limits),
             event_retention: config.events.retention,
+            emit_unknown_account_events: config.events.emit_unknown_account_events,
         });
+
         let accounts = Arc::new(AccountService {
             store: store.clone(),
             hasher,
@@ -98,7 +108,18 @@ impl App {
             clock,
             limits: Arc::clone(&limits),
         });
-        Ok(App { reset, accounts, feed, limits, store, server: config.server, clients: config.clients, shutdown })
+        Ok(App {
+            reset,
+            accounts,
+            feed,
+            limits,
+            store,
+            bus,
+            database_url: config.database_url,
+            server: config.server,
+            clients: config.clients,
+            shutdown,
+        })
     }
 
     /// Deletes expired tokens and events past retention.
@@ -154,6 +175,22 @@ impl App {
             self.server.sweep_interval,
             self.shutdown.clone(),
         ));
+
+        if self.store.backend() == sea_orm::DatabaseBackend::Postgres {
+            // Commits by other replicas wake this replica's subscribers at once.
+            let bus = self.bus.clone();
+            let (listening, ready) = tokio::sync::oneshot::channel();
+            let follow =
+                crate::store::follow_commits(self.database_url.clone(), self.shutdown.clone(), listening, move |seq| {
+                    bus.published(seq)
+                });
+            tokio::spawn(follow);
+            // Serve once LISTEN is in place, so no commit after start-up goes unannounced;
+            // if it cannot be set up, subscribers still poll.
+            if tokio::time::timeout(std::time::Duration::from_secs(5), ready).await.is_err() {
+                warn!("event notifications not available yet; subscribers fall back to polling");
+            }
+        }
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()

@@ -69,6 +69,17 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_SECRET_KEY", hide_env_values = true, global = true)]
     pub secret_key: Option<String>,
 
+    /// Earlier server keys still accepted for live tokens and sealed events while a
+    /// rotation completes; repeatable.
+    #[arg(
+        long = "previous-secret-key",
+        env = "PWRESET_PREVIOUS_SECRET_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
+    pub previous_secret_keys: Vec<String>,
+
     /// File holding the server key (base64).
     #[arg(long, env = "PWRESET_SECRET_KEY_FILE", global = true, conflicts_with = "secret_key")]
     pub secret_key_file: Option<PathBuf>,
@@ -182,6 +193,10 @@ pub struct Settings {
     /// How long events stay replayable (TokenCreated at least until its token expires).
     #[arg(long, env = "PWRESET_EVENT_RETENTION", default_value = "24h", value_parser = humantime::parse_duration, global = true)]
     pub event_retention: std::time::Duration,
+
+    /// Record ResetRequestedForUnknownEmail events for addresses with no account.
+    #[arg(long, env = "PWRESET_EMIT_UNKNOWN_ACCOUNT_EVENTS", global = true)]
+    pub emit_unknown_account_events: bool,
 
     /// How often subscribers look for events committed by other replicas.
     #[arg(long, env = "PWRESET_EVENT_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration, global = true)]

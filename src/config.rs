@@ -32,6 +32,7 @@ pub enum KeySource {
 pub struct EventSettings {
     pub retention: Duration,
     pub poll_interval: Duration,
+    pub emit_unknown_account_events: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub migrate: bool,
     pub key: KeySource,
+    /// Keys being rotated out: still accepted, never used for new tokens or events.
+    pub previous_keys: Vec<ServerKey>,
     pub tokens: TokenPolicy,
     pub passwords: PasswordPolicy,
     pub hasher: HasherSettings,
@@ -87,6 +90,12 @@ impl TryFrom<&Settings> for Config {
                 ),
             },
         };
+
+        let previous_keys = s
+            .previous_secret_keys
+            .iter()
+            .map(|k| ServerKey::parse(k).map_err(|e| anyhow::anyhow!("previous secret key: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
 
         let generator = match s.token_generator {
             GeneratorKind::Bytes => {
@@ -167,6 +176,7 @@ impl TryFrom<&Settings> for Config {
             database_max_connections: s.database_max_connections.max(1),
             migrate: !s.no_migrate,
             key,
+            previous_keys,
             tokens: TokenPolicy {
                 generator,
                 ttl: s.token_ttl,
@@ -187,6 +197,7 @@ impl TryFrom<&Settings> for Config {
             events: EventSettings {
                 retention: s.event_retention,
                 poll_interval: s.event_poll_interval.max(Duration::from_millis(10)),
+                emit_unknown_account_events: s.emit_unknown_account_events,
             },
             server: ServerSettings {
                 listen: s.listen,
@@ -208,6 +219,7 @@ impl Config {
             database_max_connections: 8,
             migrate: true,
             key: KeySource::Ephemeral,
+            previous_keys: Vec::new(),
             tokens: TokenPolicy::default(),
             passwords: PasswordPolicy::default(),
             hasher: HasherSettings {
@@ -220,6 +232,7 @@ impl Config {
             events: EventSettings {
                 retention: Duration::from_secs(24 * 3600),
                 poll_interval: Duration::from_millis(200),
+                emit_unknown_account_events: false,
             },
             server: ServerSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),

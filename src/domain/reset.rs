@@ -38,6 +38,8 @@ pub struct ResetService {
     pub(crate) limits: Arc<Limits>,
     /// How long events stay replayable.
     pub(crate) event_retention: Duration,
+    /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
+    pub(crate) emit_unknown_account_events: bool,
 }
 
 fn parse_locale(locale: String) -> Result<String> {
@@ -54,6 +56,9 @@ impl ResetService {
         let email = Email::parse(email)?;
         let locale = parse_locale(locale)?;
         let record = self.store.account_by_email(&email).await?;
+        if record.is_none() && self.emit_unknown_account_events {
+            self.record_unknown_email(&email, locale.clone(), client).await?;
+        }
         let eligible = record.filter(|r| {
             r.account.active && (r.account.has_usable_password || self.tokens.allow_without_usable_password)
         });
@@ -100,6 +105,26 @@ impl ResetService {
             }
         }
         Err(Error::Internal(anyhow::anyhow!("could not generate a unique token in {TOKEN_ATTEMPTS} attempts")))
+    }
+
+    async fn record_unknown_email(&self, email: &Email, locale: String, client: &ClientInfo) -> Result<()> {
+        let now = self.clock.now();
+        let event = StoredEvent {
+            sequence: 0,
+            occurred_at: now,
+            kind: EventKind::ResetRequestedForUnknownEmail,
+            account_id: Uuid::nil(),
+            email: email.as_str().to_owned(),
+            token_id: None,
+            sealed_token: None,
+            expires_at: None,
+            client_ip: client.ip_string(),
+            user_agent: client.user_agent.clone(),
+            locale,
+            retain_until: self.retain_until(now, None),
+        };
+        self.bus.published(self.store.record_event(event).await?);
+        Ok(())
     }
 
     /// The expiry of a live token.
@@ -151,7 +176,7 @@ impl ResetService {
     /// Finds a live token; any other state is the same `TokenNotFound`, with the reason
     /// only in the span. An expired token presented is deleted.
     async fn live_token(&self, token: &RawToken) -> Result<TokenRecord> {
-        let Some(record) = self.store.token_by_digest(&self.digester.digest(token)).await? else {
+        let Some(record) = self.store.token_by_digests(&self.digester.candidates(token)).await? else {
             Span::current().record("token_state", "unknown");
             return Err(Error::TokenNotFound);
         };

@@ -121,22 +121,39 @@ impl fmt::Debug for RawToken {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TokenDigest(pub [u8; 32]);
 
+/// Digests new tokens under the current key; looks presented tokens up under the
+/// current and every previous key, so rotating the server key keeps live tokens live.
 #[derive(Clone)]
 pub struct TokenDigester {
-    key: [u8; 32],
+    current: [u8; 32],
+    previous: Vec<[u8; 32]>,
+}
+
+fn hmac(key: &[u8; 32], token: &RawToken) -> TokenDigest {
+    // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(token.expose().as_bytes());
+    TokenDigest(mac.finalize().into_bytes().into())
 }
 
 impl TokenDigester {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key }
+        Self { current: key, previous: Vec::new() }
     }
 
+    pub fn with_previous(current: [u8; 32], previous: Vec<[u8; 32]>) -> Self {
+        Self { current, previous }
+    }
+
+    /// The digest a new token is stored under.
     pub fn digest(&self, token: &RawToken) -> TokenDigest {
-        // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(token.expose().as_bytes());
-        TokenDigest(mac.finalize().into_bytes().into())
+        hmac(&self.current, token)
+    }
+
+    /// Every digest a presented token may be stored under.
+    pub fn candidates(&self, token: &RawToken) -> Vec<TokenDigest> {
+        std::iter::once(&self.current).chain(&self.previous).map(|k| hmac(k, token)).collect()
     }
 }
 

@@ -34,6 +34,12 @@ pub enum Payload {
         client_ip: String,
         user_agent: String,
     },
+    ResetRequestedForUnknownEmail {
+        email: String,
+        client_ip: String,
+        user_agent: String,
+        locale: String,
+    },
 }
 
 impl std::fmt::Debug for Payload {
@@ -44,6 +50,9 @@ impl std::fmt::Debug for Payload {
             }
             Payload::PasswordChanged { account_id, .. } => {
                 f.debug_struct("PasswordChanged").field("account_id", account_id).finish_non_exhaustive()
+            }
+            Payload::ResetRequestedForUnknownEmail { .. } => {
+                f.debug_struct("ResetRequestedForUnknownEmail").finish_non_exhaustive()
             }
         }
     }

@@ -17,18 +17,31 @@ pub struct SealedToken {
     pub bytes: Vec<u8>,
 }
 
+/// Seals under the current key; opens under the current key or any previous one, so a
+/// key can be rotated while events sealed under the old one are still replayable.
 #[derive(Clone)]
 pub struct Sealer {
-    key_id: i64,
-    cipher: XChaCha20Poly1305,
+    /// The first is current.
+    keys: Vec<(i64, XChaCha20Poly1305)>,
+}
+
+/// A public fingerprint of a key: identifies it without revealing it.
+fn key_id(key: &[u8; 32]) -> i64 {
+    let fingerprint = Sha256::digest(key);
+    i64::from(u32::from_be_bytes([fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]]))
 }
 
 impl Sealer {
     pub fn new(key: [u8; 32]) -> Self {
-        // A public fingerprint of the key: identifies it without revealing it.
-        let fingerprint = Sha256::digest(key);
-        let key_id = i64::from(u32::from_be_bytes([fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]]));
-        Self { key_id, cipher: XChaCha20Poly1305::new(&Key::from(key)) }
+        Self::with_previous(key, &[])
+    }
+
+    pub fn with_previous(current: [u8; 32], previous: &[[u8; 32]]) -> Self {
+        let keys = std::iter::once(&current)
+            .chain(previous)
+            .map(|k| (key_id(k), XChaCha20Poly1305::new(&Key::from(*k))))
+            .collect();
+        Self { keys }
     }
 
     /// `context` (the token's id) is authenticated, so a sealed value cannot be moved
@@ -36,23 +49,24 @@ impl Sealer {
     pub fn seal(&self, plaintext: &str, context: &[u8]) -> anyhow::Result<SealedToken> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::SysRng.try_fill_bytes(&mut nonce).map_err(|e| anyhow!("OS RNG: {e}"))?;
-        let ciphertext = self
-            .cipher
+        let (key_id, cipher) = self.keys.first().ok_or_else(|| anyhow!("no sealing key"))?;
+        let ciphertext = cipher
             .encrypt(&XNonce::from(nonce), Payload { msg: plaintext.as_bytes(), aad: context })
             .map_err(|_| anyhow!("sealing failed"))?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
-        Ok(SealedToken { key_id: self.key_id, bytes })
+        Ok(SealedToken { key_id: *key_id, bytes })
     }
 
     /// `None` when the value was sealed under another key or has been tampered with.
     pub fn open(&self, sealed: &SealedToken, context: &[u8]) -> Option<String> {
-        if sealed.key_id != self.key_id || sealed.bytes.len() < NONCE_LEN {
+        let (_, cipher) = self.keys.iter().find(|(id, _)| *id == sealed.key_id)?;
+        if sealed.bytes.len() < NONCE_LEN {
             return None;
         }
         let (nonce, ciphertext) = sealed.bytes.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).ok()?;
-        let plain = self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: context }).ok()?;
+        let plain = cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: context }).ok()?;
         String::from_utf8(plain).ok()
     }
 }
@@ -76,6 +90,16 @@ mod tests {
         let sealed = sealer.seal("the-raw-token", b"row-1")?;
         assert_eq!(sealer.open(&sealed, b"row-2"), None);
         assert_eq!(Sealer::new([8; 32]).open(&sealed, b"row-1"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rotated_sealer_still_opens_values_sealed_under_the_previous_key() -> anyhow::Result<()> {
+        let old = Sealer::new([1; 32]);
+        let sealed = old.seal("the-raw-token", b"row-1")?;
+        let rotated = Sealer::with_previous([2; 32], &[[1; 32]]);
+        assert_eq!(rotated.open(&sealed, b"row-1").as_deref(), Some("the-raw-token"));
+        assert_ne!(rotated.seal("x", b"row-1")?.key_id, sealed.key_id, "new values use the new key");
         Ok(())
     }
 }

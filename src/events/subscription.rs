@@ -71,6 +71,23 @@ impl EventFeed {
                         return;
                     }
                 };
+                // A hole after the cursor is normal on PostgreSQL (rolled-back sequence
+                // values), but it may also be events purged while this subscriber lagged:
+                // then it must not skip them silently.
+                let hole = batch.first().is_some_and(|e| e.sequence > cursor + 1);
+                if hole {
+                    match inner.store.purged_through().await {
+                        Ok(purged) if purged > cursor => {
+                            let _ = tx.send(Err(Error::CursorExpired)).await;
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
                 let full = batch.len() as u64 == BATCH;
                 for stored in batch {
                     cursor = stored.sequence;
@@ -120,6 +137,12 @@ impl Inner {
                 email: e.email,
                 client_ip: e.client_ip,
                 user_agent: e.user_agent,
+            },
+            EventKind::ResetRequestedForUnknownEmail => Payload::ResetRequestedForUnknownEmail {
+                email: e.email,
+                client_ip: e.client_ip,
+                user_agent: e.user_agent,
+                locale: e.locale,
             },
         };
         Event { sequence: e.sequence.max(0) as u64, occurred_at: e.occurred_at, payload }

@@ -44,6 +44,14 @@ impl From<Event> for proto::Event {
                     user_agent,
                 })
             }
+            Payload::ResetRequestedForUnknownEmail { email, client_ip, user_agent, locale } => {
+                proto::event::Kind::ResetRequestedForUnknownEmail(proto::ResetRequestedForUnknownEmail {
+                    email,
+                    client_ip,
+                    user_agent,
+                    locale,
+                })
+            }
         };
         proto::Event { sequence: e.sequence, occurred_at: Some(timestamp(e.occurred_at)), kind: Some(kind) }
     }

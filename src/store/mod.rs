@@ -28,6 +28,8 @@ use entity::{accounts, event_retention, events, reset_tokens};
 
 /// Arbitrary, fixed key of the PostgreSQL advisory lock that serialises outbox writers.
 const OUTBOX_LOCK_KEY: i64 = 0x7077_7265_7365_7401;
+/// PostgreSQL channel on which every outbox commit is announced to all replicas.
+pub const EVENTS_CHANNEL: &str = "pwreset_events";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -117,6 +119,7 @@ impl TokenRecord {
 pub enum EventKind {
     TokenCreated = 1,
     PasswordChanged = 2,
+    ResetRequestedForUnknownEmail = 3,
 }
 
 impl EventKind {
@@ -124,6 +127,7 @@ impl EventKind {
         match kind {
             1 => Some(EventKind::TokenCreated),
             2 => Some(EventKind::PasswordChanged),
+            3 => Some(EventKind::ResetRequestedForUnknownEmail),
             _ => None,
         }
     }
@@ -309,9 +313,10 @@ impl Store {
     }
 
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>> {
+    /// The token with any of `digests` (one per server key still accepted).
+    pub async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
         let row = reset_tokens::Entity::find()
-            .filter(reset_tokens::Column::Digest.eq(digest.0.to_vec()))
+            .filter(reset_tokens::Column::Digest.is_in(digests.iter().map(|d| d.0.to_vec())))
             .one(&self.db)
             .await
             .db()?;
@@ -374,6 +379,15 @@ impl Store {
             return Err(Error::TokenNotFound);
         }
         revoke_live_tokens(&txn, c.account_id, Some(c.token_id), c.now).await?;
+        let sequence = insert_event(&txn, event).await?;
+        txn.commit().await.db()?;
+        Ok(sequence)
+    }
+
+    /// Records an event that comes with no other change.
+    #[instrument(skip_all, err, level = "debug")]
+    pub async fn record_event(&self, event: StoredEvent) -> Result<i64> {
+        let txn = self.db.begin().await.db()?;
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
@@ -517,7 +531,55 @@ async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent) -> Result<
         locale: Set(event.locale),
         retain_until: Set(millis(event.retain_until)),
     };
-    Ok(events::Entity::insert(model).exec(db).await.db()?.last_insert_id)
+    let sequence = events::Entity::insert(model).exec(db).await.db()?.last_insert_id;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // Delivered to every listening replica when (and only if) the transaction commits.
+        db.execute_unprepared(&format!("SELECT pg_notify('{EVENTS_CHANNEL}', '{sequence}')")).await.db()?;
+    }
+    Ok(sequence)
+}
+
+/// Calls `on_commit` with the sequence of every outbox commit announced on PostgreSQL
+/// by any replica, until `stop`. Reconnects after failures; subscribers also poll, so a
+/// notification lost meanwhile only delays delivery. `listening` fires once the first
+/// LISTEN is in place.
+pub async fn follow_commits(
+    url: String,
+    stop: tokio_util::sync::CancellationToken,
+    listening: tokio::sync::oneshot::Sender<()>,
+    on_commit: impl Fn(i64),
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut listening = Some(listening);
+    loop {
+        let follow = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(EVENTS_CHANNEL).await?;
+            if let Some(ready) = listening.take() {
+                let _ = ready.send(());
+            }
+            loop {
+                let notification = listener.recv().await?;
+                if let Ok(sequence) = notification.payload().parse() {
+                    on_commit(sequence);
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sea_orm::sqlx::Error>(())
+        };
+        tokio::select! {
+            result = follow => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "event notifications interrupted; reconnecting");
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 fn to_account(row: &accounts::Model) -> Account {

@@ -1,8 +1,9 @@
 //! SubscribeEvents: live, replay after a cursor, sealing, retention.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use pwreset::proto::{ConfirmRequest, SubscribeEventsRequest, event};
+use pwreset::proto::{ConfirmRequest, RequestTokenRequest, SubscribeEventsRequest, ValidateTokenRequest, event};
 use pwreset::store::Store;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
@@ -101,5 +102,143 @@ async fn events_committed_by_another_server_on_the_same_database_arrive() {
     a.create_account("ada@example.com", Some(STRONG)).await;
     a.request_token("ada@example.com").await.unwrap();
     let created = token_created(next_event(&mut on_b).await);
-    b.reset().validate_token(pwreset::proto::ValidateTokenRequest { token: created.token }).await.unwrap();
+    b.reset().validate_token(ValidateTokenRequest { token: created.token }).await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_restart_a_cursor_resumes_and_the_tokens_still_validate() {
+    let app = TestApp::spawn().await;
+    let mut live = app.subscribe(None).await;
+    app.create_account("a@example.com", Some(STRONG)).await;
+    app.request_token("a@example.com").await.unwrap();
+    let cursor = next_event(&mut live).await.sequence;
+    drop(live);
+    app.create_account("b@example.com", Some(STRONG)).await;
+    app.request_token("b@example.com").await.unwrap();
+
+    let app = app.restart().await;
+    let mut resumed = app.subscribe(Some(cursor)).await;
+    let missed = token_created(next_event(&mut resumed).await);
+    assert_eq!(missed.email, "b@example.com");
+    app.reset().validate_token(ValidateTokenRequest { token: missed.token }).await.expect("token survives the restart");
+}
+
+#[tokio::test]
+async fn concurrent_writers_deliver_every_event_once_in_order() {
+    const WRITERS: usize = 40;
+    let app = TestApp::spawn().await;
+    for n in 0..WRITERS {
+        app.create_account(&format!("user{n}@example.com"), Some(STRONG)).await;
+    }
+    let mut events = app.subscribe(None).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..WRITERS {
+        let mut client = app.reset();
+        calls.spawn(async move {
+            client
+                .request_token(RequestTokenRequest { email: format!("user{n}@example.com"), locale: String::new() })
+                .await
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    while seen.len() < WRITERS {
+        let event = next_event(&mut events).await;
+        assert!(event.sequence > last, "in order: {} after {last}", event.sequence);
+        last = event.sequence;
+        assert!(seen.insert(token_created(event).email), "delivered once");
+    }
+    while let Some(result) = calls.join_next().await {
+        result.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_replica_sees_commits_of_another_promptly() {
+    // On PostgreSQL the replicas only learn of each other's commits through
+    // LISTEN/NOTIFY here: the poll fallback is set far beyond the test's deadline.
+    let postgres = app_is_postgres();
+    let slow_poll = |mut c: pwreset::Config| {
+        if postgres {
+            c.events.poll_interval = Duration::from_secs(3600);
+        }
+        c
+    };
+    let a = TestApp::spawn_with(slow_poll).await;
+    let b = a.sibling(slow_poll).await;
+    let mut on_b = b.subscribe(None).await;
+    a.create_account("ada@example.com", Some(STRONG)).await;
+    a.request_token("ada@example.com").await.unwrap();
+    assert_eq!(token_created(next_event(&mut on_b).await).email, "ada@example.com");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_does_not_delay_others() {
+    const EVENTS: usize = 300;
+    let app = TestApp::spawn().await;
+    app.create_account("ada@example.com", Some(STRONG)).await;
+    let _stalled = app.subscribe(Some(0)).await;
+    let mut reader = app.subscribe(None).await;
+    for _ in 0..EVENTS {
+        app.request_token("ada@example.com").await.unwrap();
+    }
+    for _ in 0..EVENTS {
+        token_created(next_event(&mut reader).await);
+    }
+}
+
+#[tokio::test]
+async fn unknown_addresses_are_reported_only_when_switched_on() {
+    let off = TestApp::spawn().await;
+    let mut events = off.subscribe(None).await;
+    off.request_token("nobody@example.com").await.unwrap();
+    off.account_with_token("ada@example.com").await;
+    assert!(matches!(next_event(&mut events).await.kind, Some(event::Kind::TokenCreated(_))), "nothing before it");
+
+    let on = TestApp::spawn_with(|mut c| {
+        c.events.emit_unknown_account_events = true;
+        c
+    })
+    .await;
+    let mut events = on.subscribe(None).await;
+    on.reset()
+        .request_token(with_ip(
+            RequestTokenRequest { email: "Nobody@example.com".into(), locale: "de".into() },
+            "192.0.2.7",
+        ))
+        .await
+        .unwrap();
+    let Some(event::Kind::ResetRequestedForUnknownEmail(unknown)) = next_event(&mut events).await.kind else {
+        panic!("expected ResetRequestedForUnknownEmail")
+    };
+    assert_eq!(
+        (unknown.email.as_str(), unknown.client_ip.as_str(), unknown.locale.as_str()),
+        ("nobody@example.com", "192.0.2.7", "de")
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_server_key_keeps_live_tokens_and_sealed_events_readable() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.account_with_token("ada@example.com").await;
+    let old_key = match &app.config.key {
+        pwreset::config::KeySource::Given(k) => k.clone(),
+        other => panic!("{other:?}"),
+    };
+    let rotated = app
+        .sibling(|mut c| {
+            c.key = pwreset::config::KeySource::Given(pwreset::domain::keys::ServerKey::from_bytes([42; 32]));
+            c.previous_keys = vec![old_key];
+            c
+        })
+        .await;
+    let mut replay = rotated.subscribe(Some(0)).await;
+    assert_eq!(token_created(next_event(&mut replay).await).token, token, "sealed under the old key, still opens");
+    rotated.reset().validate_token(ValidateTokenRequest { token: token.clone() }).await.expect("old digest accepted");
+    rotated.reset().confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into() }).await.unwrap();
+    assert!(rotated.verify("ada@example.com", OTHER_STRONG).await);
+}
+
+fn app_is_postgres() -> bool {
+    std::env::var("PWRESET_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
 }

@@ -124,10 +124,20 @@ impl TestApp {
 
     /// Stops the server and asserts it exited cleanly.
     pub async fn shutdown(mut self) {
+        self.stop_and_wait().await;
+    }
+
+    async fn stop_and_wait(&mut self) {
         self.stop.take().map(|s| s.send(()));
         let server = self.server.take().expect("server running");
         let result = tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown in time");
         result.expect("server task").expect("clean exit");
+    }
+
+    /// Stops this server and starts a new one on the same database, key and clock.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop_and_wait().await;
+        Self::start(self.config.clone(), Arc::clone(&self.db), Arc::clone(&self.clock)).await
     }
 
     pub async fn create_account(&self, email: &str, password: Option<&str>) -> proto::Account {
