@@ -3,11 +3,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -16,6 +19,7 @@ use tracing::{info, warn};
 use crate::config::{Config, ServerSettings};
 use crate::domain::accounts::AccountService;
 use crate::domain::clock::SharedClock;
+use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
 use crate::domain::limits::Limits;
 use crate::domain::reset::ResetService;
@@ -31,6 +35,18 @@ use crate::proto::account_service_server::AccountServiceServer;
 use crate::proto::password_reset_service_server::PasswordResetServiceServer;
 use crate::store::Store;
 
+/// Transport settings, chosen deliberately; the README explains each.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const MAX_PENDING_RESETS: usize = 20;
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
 pub const RESET_SERVICE_NAME: &str = "identity.passwordreset.v1.PasswordResetService";
 pub const ACCOUNT_SERVICE_NAME: &str = "identity.passwordreset.v1.AccountService";
 
@@ -40,6 +56,7 @@ pub struct App {
     accounts: Arc<AccountService>,
     feed: EventFeed,
     limits: Arc<Limits>,
+    guard: Arc<FailureGuard>,
     store: Store,
     bus: EventBus,
     database_url: String,
@@ -69,7 +86,8 @@ impl App {
             );
         }
         let hasher = Arc::new(Hasher::start(&config.hasher)?);
-        let limits = Arc::new(Limits::new(&config.limits));
+        let limits = Arc::new(Limits::new(&config.limits, &clock));
+        let guard = Arc::new(FailureGuard::new(config.limits.verify_failures, Arc::clone(&clock)));
         let bus = EventBus::default();
 
         let previous_seal: Vec<[u8; 32]> = config.previous_keys.iter().map(|k| k.seal_key()).collect();
@@ -99,6 +117,9 @@ impl App {
             limits: Arc::clone(&limits),
             event_retention: config.events.retention,
             emit_unknown_account_events: config.events.emit_unknown_account_events,
+            account_cap: config.limits.account_tokens,
+            tracker: TaskTracker::new(),
+            background: Arc::new(Semaphore::new(config.limits.max_pending_resets)),
         });
 
         let accounts = Arc::new(AccountService {
@@ -107,12 +128,14 @@ impl App {
             passwords: config.passwords,
             clock,
             limits: Arc::clone(&limits),
+            guard: Arc::clone(&guard),
         });
         Ok(App {
             reset,
             accounts,
             feed,
             limits,
+            guard,
             store,
             bus,
             database_url: config.database_url,
@@ -172,6 +195,7 @@ impl App {
         let sweeper = tokio::spawn(sweep(
             Arc::clone(&self.reset),
             Arc::clone(&self.limits),
+            Arc::clone(&self.guard),
             self.server.sweep_interval,
             self.shutdown.clone(),
         ));
@@ -194,6 +218,23 @@ impl App {
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
+            // Every unary call and the start of every stream must be done within this;
+            // a stream's body (SubscribeEvents) is not cut by it.
+            .timeout(REQUEST_TIMEOUT)
+            // Event subscribers hold a stream each; several share one connection.
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_max_header_list_size(MAX_HEADER_LIST)
+            // Dead peers are found and their streams ended.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .tcp_keepalive(Some(TCP_KEEPALIVE))
+            .tcp_nodelay(true)
+            // HTTP/2 rapid reset (CVE-2023-44487): a connection that opens and resets
+            // streams faster than they are served is closed.
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .layer(AuthLayer::new(CallerKeys::new(self.server.caller_keys.clone())))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -215,10 +256,16 @@ impl App {
         drain(&health).await;
         self.shutdown.cancel();
         let _ = stop_tx.send(());
-        let outcome = match tokio::time::timeout(self.server.shutdown_grace, server).await {
+        // In-flight calls, then the token work they left behind, within one grace period.
+        let finish = async {
+            let served = server.await;
+            self.reset.drain().await;
+            served
+        };
+        let outcome = match tokio::time::timeout(self.server.shutdown_grace, finish).await {
             Ok(result) => result.context("serving"),
             Err(_) => {
-                warn!(grace = ?self.server.shutdown_grace, "shutdown grace elapsed; dropping remaining connections");
+                warn!(grace = ?self.server.shutdown_grace, "shutdown grace elapsed; dropping remaining work");
                 Ok(())
             }
         };
@@ -236,7 +283,13 @@ async fn drain(health: &HealthReporter) {
 }
 
 /// Periodically purges what is past retention and forgets idle rate-limit keys.
-async fn sweep(reset: Arc<ResetService>, limits: Arc<Limits>, every: std::time::Duration, stop: CancellationToken) {
+async fn sweep(
+    reset: Arc<ResetService>,
+    limits: Arc<Limits>,
+    guard: Arc<FailureGuard>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -245,6 +298,7 @@ async fn sweep(reset: Arc<ResetService>, limits: Arc<Limits>, every: std::time::
             () = stop.cancelled() => return,
         }
         limits.evict_idle();
+        guard.evict_idle();
         match reset.purge().await {
             Ok(counts) if counts.tokens + counts.events > 0 => {
                 info!(tokens = counts.tokens, events = counts.events, "purged");

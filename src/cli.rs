@@ -164,6 +164,24 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_RATE_VERIFY_PASSWORD", default_value = "30/1m", global = true)]
     pub rate_verify_password: RateArg,
 
+    /// Per-account cap on token creation, COUNT/PERIOD or "off"; enforced from the
+    /// database (holds across replicas) and invisible to the caller.
+    #[arg(long, env = "PWRESET_ACCOUNT_TOKEN_LIMIT", default_value = "5/1h", global = true)]
+    pub account_token_limit: RateArg,
+
+    /// Consecutive failed VerifyPassword attempts per e-mail before it is locked (0: off).
+    #[arg(long, env = "PWRESET_VERIFY_FAILURE_LIMIT", default_value_t = 10, global = true)]
+    pub verify_failure_limit: u32,
+
+    /// How long an e-mail stays locked after its last failed attempt.
+    #[arg(long, env = "PWRESET_VERIFY_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
+    pub verify_lockout: std::time::Duration,
+
+    /// Reset requests in flight (including token work after the reply) before new ones
+    /// get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "PWRESET_MAX_PENDING_RESETS", default_value_t = 1024, global = true)]
+    pub max_pending_resets: usize,
+
     /// Number of trusted proxies that append to the forwarded-for header.
     #[arg(long, env = "PWRESET_TRUSTED_PROXY_HOPS", default_value_t = 1, global = true)]
     pub trusted_proxy_hops: usize,

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use argon2::Params;
 
 use crate::cli::{GeneratorKind, Settings};
+use crate::domain::guard::FailureLimit;
 use crate::domain::hasher::HasherSettings;
 use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
@@ -122,7 +123,16 @@ impl TryFrom<&Settings> for Config {
             validate_token: s.rate_validate_token.0,
             confirm: s.rate_confirm.0,
             verify_password: s.rate_verify_password.0,
+            account_tokens: s.account_token_limit.0,
+            verify_failures: (s.verify_failure_limit > 0)
+                .then_some(FailureLimit { failures: s.verify_failure_limit, lockout: s.verify_lockout }),
+            max_pending_resets: s.max_pending_resets.max(1),
         };
+        if let Some(cap) = limits.account_tokens
+            && cap.period > s.event_retention
+        {
+            bail!("--account-token-limit counts events, so its period must not exceed --event-retention");
+        }
         if generator.is_numeric() && (limits.validate_token.is_none() || limits.confirm.is_none()) {
             bail!("the numeric token generator needs --rate-validate-token and --rate-confirm switched on");
         }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20250101_000001_create_accounts;
 mod m20250101_000002_create_reset_tokens;
 mod m20250101_000003_create_events;
+mod m20250101_000004_index_events_by_account;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_create_accounts::Migration),
             Box::new(m20250101_000002_create_reset_tokens::Migration),
             Box::new(m20250101_000003_create_events::Migration),
+            Box::new(m20250101_000004_index_events_by_account::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
+use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
 use super::limits::{Limits, Rpc};
 use super::password::{Password, PasswordPolicy};
@@ -21,6 +22,7 @@ pub struct AccountService {
     pub(crate) passwords: PasswordPolicy,
     pub(crate) clock: SharedClock,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) guard: Arc<FailureGuard>,
 }
 
 pub fn parse_account_id(raw: &str) -> Result<Uuid> {
@@ -54,6 +56,7 @@ impl AccountService {
         self.limits.check(Rpc::VerifyPassword, client)?;
         let email = Email::parse(email)?;
         let password = password.normalised()?;
+        self.guard.check(&email)?;
         let record = self.store.account_by_email(&email).await?;
         let candidate = record.and_then(|r| match (r.account.active, r.password_hash) {
             (true, Some(hash)) => Some((r.account.id, hash)),
@@ -69,6 +72,7 @@ impl AccountService {
                 Some(id)
             }
         };
+        self.guard.record(&email, valid.is_some());
         info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
         Ok(valid)
     }

@@ -29,6 +29,9 @@ pub enum Error {
     /// The argon2 queue is full: answered at once rather than queued without end.
     #[error("password hashing is at capacity")]
     HashingBusy,
+    /// Too many reset requests are being processed; same answer for every address.
+    #[error("reset requests are at capacity")]
+    ResetBusy,
     #[error("the cursor is older than the retained events")]
     CursorExpired,
     #[error("service unavailable")]

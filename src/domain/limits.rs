@@ -1,17 +1,36 @@
-//! Per-client-IP rate limits (governor), one keyed limiter per RPC.
-//!
-//! governor keeps its own monotonic clock: token-bucket arithmetic must not jump with
-//! the wall clock, so this is the one place time is not read through `Clock`.
+//! Per-client-IP rate limits (governor), one keyed limiter per RPC, reading time through
+//! the domain [`Clock`](super::clock::Clock) like everything else.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
 use super::ClientInfo;
+use super::clock::SharedClock;
 use super::error::{Error, Result};
+
+/// governor's view of the domain clock: time since the Unix epoch. A wall clock that
+/// steps back only makes buckets refill later (governor subtracts saturating).
+#[derive(Clone)]
+pub struct GovernorClock(pub SharedClock);
+
+impl governor::clock::Clock for GovernorClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        let nanos = self.0.now().timestamp_nanos_opt().unwrap_or(0).max(0);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+    }
+}
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, GovernorClock, NoOpMiddleware<Duration>>;
+
+fn keyed<K: std::hash::Hash + Eq + Clone>(quota: Quota, clock: &SharedClock) -> Keyed<K> {
+    RateLimiter::new(quota, DefaultKeyedStateStore::default(), GovernorClock(clock.clone()))
+}
 
 /// A rate: `count` calls per `period`, with bursts of up to `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +40,7 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn quota(self) -> Option<Quota> {
+    pub(crate) fn quota(self) -> Option<Quota> {
         let interval = self.period.checked_div(self.count.get())?;
         Some(Quota::with_period(interval)?.allow_burst(self.count))
     }
@@ -48,13 +67,34 @@ impl std::fmt::Display for Rate {
     }
 }
 
-/// Per-IP limits; `None` switches a limit off.
-#[derive(Debug, Clone, Default)]
+/// Per-IP limits, and the per-account ones; `None` switches a limit off. The default
+/// has every limit off and room for 1024 pending reset requests.
+#[derive(Debug, Clone)]
 pub struct RateLimits {
     pub request_token: Option<Rate>,
     pub validate_token: Option<Rate>,
     pub confirm: Option<Rate>,
     pub verify_password: Option<Rate>,
+    /// Tokens created per account (from the database, silent).
+    pub account_tokens: Option<Rate>,
+    /// Consecutive VerifyPassword failures per e-mail.
+    pub verify_failures: Option<super::guard::FailureLimit>,
+    /// Reset requests in flight.
+    pub max_pending_resets: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            request_token: None,
+            validate_token: None,
+            confirm: None,
+            verify_password: None,
+            account_tokens: None,
+            verify_failures: None,
+            max_pending_resets: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +106,18 @@ pub enum Rpc {
 }
 
 pub struct Limits {
-    request_token: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    validate_token: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    confirm: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    verify_password: Option<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-fn limiter(rate: Option<Rate>) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
-    rate.and_then(Rate::quota).map(RateLimiter::keyed)
+    clock: GovernorClock,
+    request_token: Option<Keyed<IpAddr>>,
+    validate_token: Option<Keyed<IpAddr>>,
+    confirm: Option<Keyed<IpAddr>>,
+    verify_password: Option<Keyed<IpAddr>>,
 }
 
 impl Limits {
-    pub fn new(limits: &RateLimits) -> Self {
+    pub fn new(limits: &RateLimits, clock: &SharedClock) -> Self {
+        let limiter = |rate: Option<Rate>| rate.and_then(Rate::quota).map(|q| keyed(q, clock));
         Self {
+            clock: GovernorClock(clock.clone()),
             request_token: limiter(limits.request_token),
             validate_token: limiter(limits.validate_token),
             confirm: limiter(limits.confirm),
@@ -86,7 +125,7 @@ impl Limits {
         }
     }
 
-    fn limiter(&self, rpc: Rpc) -> Option<&DefaultKeyedRateLimiter<IpAddr>> {
+    fn limiter(&self, rpc: Rpc) -> Option<&Keyed<IpAddr>> {
         match rpc {
             Rpc::RequestToken => self.request_token.as_ref(),
             Rpc::ValidateToken => self.validate_token.as_ref(),
@@ -103,7 +142,7 @@ impl Limits {
         };
         let key = client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         limiter.check_key(&key).map_err(|not_until| Error::RateLimited {
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)),
         })
     }
 
@@ -135,7 +174,8 @@ mod tests {
 
     #[test]
     fn trips_after_the_burst_and_keys_by_address() {
-        let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() });
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
         let a = ClientInfo { ip: "192.0.2.1".parse().ok(), user_agent: String::new() };
         let b = ClientInfo { ip: "192.0.2.2".parse().ok(), user_agent: String::new() };
         assert!(limits.check(Rpc::Confirm, &a).is_ok());
@@ -146,5 +186,33 @@ mod tests {
         assert!(retry_after > Duration::from_secs(60 * 29));
         assert!(limits.check(Rpc::Confirm, &b).is_ok());
         assert!(limits.check(Rpc::RequestToken, &a).is_ok(), "other RPCs are unlimited here");
+    }
+
+    #[test]
+    fn a_bucket_refills_as_the_clock_moves() {
+        let manual = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let clock: SharedClock = manual.clone();
+        let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
+        let a = ClientInfo { ip: "192.0.2.1".parse().ok(), user_agent: String::new() };
+        assert!(limits.check(Rpc::Confirm, &a).is_ok() && limits.check(Rpc::Confirm, &a).is_ok());
+        assert!(limits.check(Rpc::Confirm, &a).is_err());
+        manual.advance(Duration::from_secs(30 * 60));
+        assert!(limits.check(Rpc::Confirm, &a).is_ok(), "one call back every half hour");
+        assert!(limits.check(Rpc::Confirm, &a).is_err());
+    }
+
+    #[test]
+    fn idle_addresses_are_forgotten() {
+        let manual = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let clock: SharedClock = manual.clone();
+        let limits = Limits::new(&RateLimits { confirm: "10/1m".parse().ok(), ..Default::default() }, &clock);
+        for n in 0..100_000u32 {
+            let client = ClientInfo { ip: Some(IpAddr::from(n.to_be_bytes())), user_agent: String::new() };
+            let _ = limits.check(Rpc::Confirm, &client);
+        }
+        assert_eq!(limits.confirm.as_ref().map(|l| l.len()), Some(100_000));
+        manual.advance(Duration::from_secs(60));
+        limits.evict_idle();
+        assert_eq!(limits.confirm.as_ref().map(|l| l.len()), Some(0));
     }
 }

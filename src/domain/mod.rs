@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod guard;
 pub mod hasher;
 pub mod keys;
 pub mod limits;

@@ -5,20 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::{Span, info};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span, info};
 use uuid::Uuid;
 
-use super::ClientInfo;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
 use super::hasher::Hasher;
-use super::limits::{Limits, Rpc};
+use super::limits::{Limits, Rate, Rpc};
 use super::password::{Password, PasswordPolicy};
 use super::token::{RawToken, TokenDigester, TokenPolicy};
+use super::{Account, ClientInfo};
 use crate::events::bus::EventBus;
 use crate::events::seal::Sealer;
-use crate::store::{Confirmation, EventKind, NewToken, Store, StoredEvent, TokenRecord};
+use crate::store::{Confirmation, EventKind, Inserted, NewToken, Store, StoredEvent, TokenCap, TokenRecord};
 
 /// BCP 47 tags are short; anything longer is refused.
 pub const MAX_LOCALE_BYTES: usize = 35;
@@ -40,6 +42,19 @@ pub struct ResetService {
     pub(crate) event_retention: Duration,
     /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
     pub(crate) emit_unknown_account_events: bool,
+    /// At most this many tokens per account per period (silently).
+    pub(crate) account_cap: Option<Rate>,
+    /// Token work runs here after the reply; waited for at shutdown.
+    pub(crate) tracker: TaskTracker,
+    /// Bounds the reset requests in flight, including their background work.
+    pub(crate) background: Arc<Semaphore>,
+}
+
+/// What a reset request leads to once the caller has its answer.
+enum Work {
+    Token(Account),
+    UnknownEmail(Email),
+    Nothing(&'static str),
 }
 
 fn parse_locale(locale: String) -> Result<String> {
@@ -50,23 +65,50 @@ fn parse_locale(locale: String) -> Result<String> {
 
 impl ResetService {
     /// Creates a token and its `TokenCreated` event if `email` names an active account
-    /// that may reset; otherwise does nothing. Either way the answer is the same.
-    pub async fn request_token(&self, email: &str, locale: String, client: &ClientInfo) -> Result<()> {
+    /// that may reset; otherwise does nothing. Either way the answer is the same, and so
+    /// is the time it takes: both paths do one account lookup, and the token work runs
+    /// after the reply, on a bounded number of background tasks.
+    pub async fn request_token(self: &Arc<Self>, email: &str, locale: String, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::RequestToken, client)?;
         let email = Email::parse(email)?;
         let locale = parse_locale(locale)?;
+        // Taken for every address, so a full queue answers the same for all of them.
+        let permit = Arc::clone(&self.background).try_acquire_owned().map_err(|_| Error::ResetBusy)?;
         let record = self.store.account_by_email(&email).await?;
-        if record.is_none() && self.emit_unknown_account_events {
-            self.record_unknown_email(&email, locale.clone(), client).await?;
-        }
-        let eligible = record.filter(|r| {
-            r.account.active && (r.account.has_usable_password || self.tokens.allow_without_usable_password)
-        });
-        let Some(record) = eligible else {
-            info!(outcome = "no_eligible_account", client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
-            return Ok(());
+        let work = match record {
+            None if self.emit_unknown_account_events => Work::UnknownEmail(email),
+            None => Work::Nothing("no_account"),
+            Some(r) if !r.account.active => Work::Nothing("inactive"),
+            Some(r) if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
+                Work::Nothing("no_usable_password")
+            }
+            Some(r) => Work::Token(r.account),
         };
-        let account = record.account;
+        if let Work::Nothing(outcome) = work {
+            info!(outcome, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
+            return Ok(());
+        }
+        let this = Arc::clone(self);
+        let client = client.clone();
+        let span = Span::current();
+        self.tracker.spawn(
+            async move {
+                let _permit = permit;
+                let result = match work {
+                    Work::Token(account) => this.create_token(account, locale, &client).await,
+                    Work::UnknownEmail(email) => this.record_unknown_email(&email, locale, &client).await,
+                    Work::Nothing(_) => Ok(()),
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = format!("{e:#}"), "reset request failed after the reply");
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn create_token(&self, account: Account, locale: String, client: &ClientInfo) -> Result<()> {
         for _ in 0..TOKEN_ATTEMPTS {
             let token = self.tokens.generator.generate()?;
             let now = self.clock.now();
@@ -95,14 +137,17 @@ impl ResetService {
                 locale: locale.clone(),
                 retain_until: self.retain_until(now, Some(expires_at)),
             };
-            match self.store.insert_token(new_token, event).await? {
-                Some(sequence) => {
+            let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
+            let outcome = match self.store.insert_token(new_token, event, cap).await? {
+                Inserted::Created(sequence) => {
                     self.bus.published(sequence);
-                    info!(outcome = "token_created", account_id = %account.id, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
-                    return Ok(());
+                    "token_created"
                 }
-                None => continue,
-            }
+                Inserted::Capped => "account_capped",
+                Inserted::DigestTaken => continue,
+            };
+            info!(outcome, account_id = %account.id, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
+            return Ok(());
         }
         Err(Error::Internal(anyhow::anyhow!("could not generate a unique token in {TOKEN_ATTEMPTS} attempts")))
     }
@@ -124,7 +169,14 @@ impl ResetService {
             retain_until: self.retain_until(now, None),
         };
         self.bus.published(self.store.record_event(event).await?);
+        info!(outcome = "unknown_email_reported", client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
         Ok(())
+    }
+
+    /// Waits for token work still running after replies (at shutdown).
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 
     /// The expiry of a live token.

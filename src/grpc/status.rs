@@ -46,6 +46,11 @@ impl From<Error> for Status {
                 "password hashing is at capacity; retry later",
                 ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
             ),
+            Error::ResetBusy => Status::with_error_details(
+                Code::ResourceExhausted,
+                "the service is busy; retry later",
+                ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
+            ),
             Error::CursorExpired => {
                 Status::out_of_range("after_sequence is older than the retained events; resubscribe without it")
             }

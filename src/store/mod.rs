@@ -15,7 +15,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, Value,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, Value,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -151,6 +151,23 @@ pub struct StoredEvent {
     pub retain_until: DateTime<Utc>,
 }
 
+/// At most `max` tokens per account created after `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCap {
+    pub max: u32,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored; the event's sequence.
+    Created(i64),
+    /// The account reached its cap: nothing stored.
+    Capped,
+    /// Another token has the same digest (plausible only for short numeric codes).
+    DigestTaken,
+}
+
 /// What `Confirm` commits at once.
 #[derive(Debug, Clone)]
 pub struct Confirmation {
@@ -281,14 +298,35 @@ impl Store {
     }
 
     /// Revokes the account's earlier live tokens, stores the new token and its
-    /// `TokenCreated` event, in one transaction. Returns the event's sequence, or `None`
-    /// when the token's digest is already stored (nothing is written then).
+    /// `TokenCreated` event, in one transaction, unless the account already had `cap`
+    /// tokens created in the cap's window (counted from the outbox, so the cap holds
+    /// across replicas) or the digest is taken; then nothing changes.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn insert_token(&self, token: NewToken, event: StoredEvent) -> Result<Option<i64>> {
+    pub async fn insert_token(&self, token: NewToken, event: StoredEvent, cap: Option<TokenCap>) -> Result<Inserted> {
         let txn = self.db.begin().await.db()?;
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            // Serialise with other outbox writers before counting, so two racing
+            // requests for one account cannot both pass the cap.
+            outbox_lock(&txn).await?;
+        }
         // The first statement writes, so SQLite takes its write lock up front and two
         // writers never deadlock upgrading a read lock.
         revoke_live_tokens(&txn, token.account_id, None, token.created_at).await?;
+        if let Some(cap) = cap {
+            let recent = events::Entity::find()
+                .filter(events::Column::AccountId.eq(token.account_id))
+                .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
+                .filter(events::Column::OccurredAt.gt(millis(cap.since)))
+                .count(&txn)
+                .await
+                .db()?;
+            if recent >= u64::from(cap.max) {
+                // Nothing changes, not even the revocation: requests past the cap must
+                // not let anyone keep invalidating the account's latest token.
+                txn.rollback().await.db()?;
+                return Ok(Inserted::Capped);
+            }
+        }
         let model = reset_tokens::ActiveModel {
             id: Set(token.id),
             account_id: Set(token.account_id),
@@ -303,13 +341,13 @@ impl Store {
         match reset_tokens::Entity::insert(model).exec_without_returning(&txn).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(None);
+                return Ok(Inserted::DigestTaken);
             }
             Err(e) => return Err(classify(e)),
         }
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
-        Ok(Some(sequence))
+        Ok(Inserted::Created(sequence))
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -505,12 +543,18 @@ async fn revoke_live_tokens<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Takes the transaction-scoped outbox lock (PostgreSQL only; re-entrant).
+async fn outbox_lock<C: ConnectionTrait>(db: &C) -> Result<()> {
+    db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})")).await.db()?;
+    Ok(())
+}
+
 async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent) -> Result<i64> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
         // Sequence values are drawn in call order but transactions commit in any order;
         // holding this lock from before the draw until commit makes sequence order
         // commit order, so a reader that has seen N never later finds a new event < N.
-        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})")).await.db()?;
+        outbox_lock(db).await?;
     }
     let (sealed_token, key_id) = match event.sealed_token {
         Some(s) => (Some(s.bytes), Some(s.key_id)),

@@ -167,11 +167,21 @@ impl TestApp {
     /// event stream, as a notifier would. Returns (account id, token).
     pub async fn account_with_token(&self, email: &str) -> (String, String) {
         let account = self.create_account(email, Some(STRONG)).await;
+        (account.account_id, self.new_token(email).await)
+    }
+
+    /// Requests a token for `email` and waits for its `TokenCreated` event (token work
+    /// finishes after the reply). Returns the token.
+    pub async fn new_token(&self, email: &str) -> String {
         let mut events = self.subscribe(None).await;
         self.request_token(email).await.expect("request token");
-        let created = token_created(next_event(&mut events).await);
-        assert_eq!(created.account_id, account.account_id);
-        (account.account_id, created.token)
+        loop {
+            if let Some(event::Kind::TokenCreated(created)) = next_event(&mut events).await.kind
+                && created.email == email
+            {
+                return created.token;
+            }
+        }
     }
 
     pub async fn verify(&self, email: &str, password: &str) -> bool {

@@ -2,6 +2,7 @@
 //! or PostgreSQL when PWRESET_TEST_DATABASE_URL is set), the generated tonic clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod accounts;
 mod auth;
 mod binary;

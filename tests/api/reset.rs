@@ -136,7 +136,7 @@ async fn unknown_expired_used_and_revoked_tokens_get_one_identical_not_found() {
     let (_, used) = app.account_with_token("used@example.com").await;
     app.reset().confirm(confirm(&used, OTHER_STRONG)).await.unwrap();
     let (_, revoked) = app.account_with_token("revoked@example.com").await;
-    app.request_token("revoked@example.com").await.unwrap();
+    app.new_token("revoked@example.com").await;
     let (_, expired) = app.account_with_token("expired@example.com").await;
     app.clock.advance(Duration::from_secs(30 * 60 + 1));
 
