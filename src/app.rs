@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -24,6 +23,7 @@ use crate::domain::hasher::Hasher;
 use crate::domain::limits::Limits;
 use crate::domain::reset::ResetService;
 use crate::domain::token::TokenDigester;
+use crate::domain::writer::TokenWriter;
 use crate::events::bus::EventBus;
 use crate::events::seal::Sealer;
 use crate::events::subscription::EventFeed;
@@ -105,11 +105,25 @@ impl App {
             config.events.poll_interval,
             shutdown.clone(),
         );
+        let max_pending = config.limits.max_pending_resets.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let (writer, jobs) = tokio::sync::mpsc::channel(max_pending);
+        tokio::spawn(
+            TokenWriter {
+                store: store.clone(),
+                digester: digester.clone(),
+                sealer: sealer.clone(),
+                tokens: config.tokens.clone(),
+                clock: Arc::clone(&clock),
+                bus: bus.clone(),
+                account_cap: config.limits.account_tokens,
+                event_retention: config.events.retention,
+            }
+            .run(jobs),
+        );
         let reset = Arc::new(ResetService {
             store: store.clone(),
             hasher: Arc::clone(&hasher),
             digester,
-            sealer,
             tokens: config.tokens,
             passwords: config.passwords.clone(),
             clock: Arc::clone(&clock),
@@ -117,9 +131,9 @@ impl App {
             limits: Arc::clone(&limits),
             event_retention: config.events.retention,
             emit_unknown_account_events: config.events.emit_unknown_account_events,
-            account_cap: config.limits.account_tokens,
-            tracker: TaskTracker::new(),
-            background: Arc::new(Semaphore::new(config.limits.max_pending_resets)),
+            writer,
+            pending: Arc::new(Semaphore::new(max_pending)),
+            max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
         });
 
         let accounts = Arc::new(AccountService {

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod password;
 pub mod reset;
 pub mod token;
+pub mod writer;
 
 pub use error::{Error, Result};
 

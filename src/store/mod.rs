@@ -151,6 +151,14 @@ pub struct StoredEvent {
     pub retain_until: DateTime<Utc>,
 }
 
+/// One entry for [`Store::write_outbox`]: an event, with the token it announces.
+#[derive(Debug, Clone)]
+pub struct OutboxWrite {
+    pub token: Option<NewToken>,
+    pub event: StoredEvent,
+    pub cap: Option<TokenCap>,
+}
+
 /// At most `max` tokens per account created after `since`.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenCap {
@@ -297,57 +305,32 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the account's earlier live tokens, stores the new token and its
-    /// `TokenCreated` event, in one transaction, unless the account already had `cap`
-    /// tokens created in the cap's window (counted from the outbox, so the cap holds
-    /// across replicas) or the digest is taken; then nothing changes.
-    #[instrument(skip_all, err, level = "debug")]
-    pub async fn insert_token(&self, token: NewToken, event: StoredEvent, cap: Option<TokenCap>) -> Result<Inserted> {
+    /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
+    /// the batch), each in a savepoint of its own. An entry with a token first revokes
+    /// the account's earlier live tokens, unless the account already had `cap` tokens
+    /// created in the cap's window (counted from the outbox, so the cap holds across
+    /// replicas) or the digest is taken: then that entry changes nothing.
+    #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
+    pub async fn write_outbox(&self, writes: Vec<OutboxWrite>) -> Result<Vec<Inserted>> {
         let txn = self.db.begin().await.db()?;
         if txn.get_database_backend() == DatabaseBackend::Postgres {
-            // Serialise with other outbox writers before counting, so two racing
+            // Serialise with other replicas' writers before counting, so two racing
             // requests for one account cannot both pass the cap.
             outbox_lock(&txn).await?;
         }
-        // The first statement writes, so SQLite takes its write lock up front and two
-        // writers never deadlock upgrading a read lock.
-        revoke_live_tokens(&txn, token.account_id, None, token.created_at).await?;
-        if let Some(cap) = cap {
-            let recent = events::Entity::find()
-                .filter(events::Column::AccountId.eq(token.account_id))
-                .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
-                .filter(events::Column::OccurredAt.gt(millis(cap.since)))
-                .count(&txn)
-                .await
-                .db()?;
-            if recent >= u64::from(cap.max) {
-                // Nothing changes, not even the revocation: requests past the cap must
-                // not let anyone keep invalidating the account's latest token.
-                txn.rollback().await.db()?;
-                return Ok(Inserted::Capped);
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let entry = txn.begin().await.db()?;
+            let outcome = write_one(&entry, write).await?;
+            if matches!(outcome, Inserted::Created(_)) {
+                entry.commit().await.db()?;
+            } else {
+                entry.rollback().await.db()?;
             }
+            outcomes.push(outcome);
         }
-        let model = reset_tokens::ActiveModel {
-            id: Set(token.id),
-            account_id: Set(token.account_id),
-            digest: Set(token.digest.0.to_vec()),
-            created_at: Set(millis(token.created_at)),
-            expires_at: Set(millis(token.expires_at)),
-            used_at: Set(None),
-            revoked_at: Set(None),
-            client_ip: Set(token.client_ip),
-            user_agent: Set(token.user_agent),
-        };
-        match reset_tokens::Entity::insert(model).exec_without_returning(&txn).await {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(Inserted::DigestTaken);
-            }
-            Err(e) => return Err(classify(e)),
-        }
-        let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
-        Ok(Inserted::Created(sequence))
+        Ok(outcomes)
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -417,15 +400,6 @@ impl Store {
             return Err(Error::TokenNotFound);
         }
         revoke_live_tokens(&txn, c.account_id, Some(c.token_id), c.now).await?;
-        let sequence = insert_event(&txn, event).await?;
-        txn.commit().await.db()?;
-        Ok(sequence)
-    }
-
-    /// Records an event that comes with no other change.
-    #[instrument(skip_all, err, level = "debug")]
-    pub async fn record_event(&self, event: StoredEvent) -> Result<i64> {
-        let txn = self.db.begin().await.db()?;
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
@@ -541,6 +515,49 @@ async fn revoke_live_tokens<C: ConnectionTrait>(
         .await
         .db()?;
     Ok(())
+}
+
+/// One outbox entry, inside its savepoint; see [`Store::write_outbox`].
+async fn write_one<C: ConnectionTrait>(db: &C, write: OutboxWrite) -> Result<Inserted> {
+    let OutboxWrite { token, event, cap } = write;
+    if let Some(token) = token {
+        // The first statement writes, so SQLite takes its write lock up front and two
+        // writers never deadlock upgrading a read lock.
+        revoke_live_tokens(db, token.account_id, None, token.created_at).await?;
+        if let Some(cap) = cap {
+            let recent = events::Entity::find()
+                .filter(events::Column::AccountId.eq(token.account_id))
+                .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
+                .filter(events::Column::OccurredAt.gt(millis(cap.since)))
+                .count(db)
+                .await
+                .db()?;
+            if recent >= u64::from(cap.max) {
+                // Rolled back whole, revocation included: requests past the cap must not
+                // let anyone keep invalidating the account's latest token.
+                return Ok(Inserted::Capped);
+            }
+        }
+        let model = reset_tokens::ActiveModel {
+            id: Set(token.id),
+            account_id: Set(token.account_id),
+            digest: Set(token.digest.0.to_vec()),
+            created_at: Set(millis(token.created_at)),
+            expires_at: Set(millis(token.expires_at)),
+            used_at: Set(None),
+            revoked_at: Set(None),
+            client_ip: Set(token.client_ip),
+            user_agent: Set(token.user_agent),
+        };
+        match reset_tokens::Entity::insert(model).exec_without_returning(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(Inserted::DigestTaken);
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(Inserted::Created(insert_event(db, event).await?))
 }
 
 /// Takes the transaction-scoped outbox lock (PostgreSQL only; re-entrant).
