@@ -103,6 +103,7 @@ impl App {
             sealer.clone(),
             Arc::clone(&clock),
             config.events.poll_interval,
+            config.events.broadcast_capacity,
             shutdown.clone(),
         );
         let max_pending = config.limits.max_pending_resets.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
@@ -206,6 +207,7 @@ impl App {
         })
         .max_decoding_message_size(max);
 
+        let fetcher = self.feed.start().await;
         let sweeper = tokio::spawn(sweep(
             Arc::clone(&self.reset),
             Arc::clone(&self.limits),
@@ -284,6 +286,7 @@ impl App {
             }
         };
         let _ = sweeper.await;
+        let _ = fetcher.await;
         self.store.close().await?;
         info!("stopped");
         outcome

@@ -33,6 +33,9 @@ pub enum KeySource {
 pub struct EventSettings {
     pub retention: Duration,
     pub poll_interval: Duration,
+    /// Events kept in memory for subscribers a little behind; past it they read the
+    /// database from their own cursor.
+    pub broadcast_capacity: usize,
     pub emit_unknown_account_events: bool,
 }
 
@@ -207,6 +210,7 @@ impl TryFrom<&Settings> for Config {
             events: EventSettings {
                 retention: s.event_retention,
                 poll_interval: s.event_poll_interval.max(Duration::from_millis(10)),
+                broadcast_capacity: 4096,
                 emit_unknown_account_events: s.emit_unknown_account_events,
             },
             server: ServerSettings {
@@ -242,6 +246,7 @@ impl Config {
             events: EventSettings {
                 retention: Duration::from_secs(24 * 3600),
                 poll_interval: Duration::from_millis(200),
+                broadcast_capacity: 4096,
                 emit_unknown_account_events: false,
             },
             server: ServerSettings {

@@ -1,13 +1,17 @@
-//! One subscription: replay from the outbox after a cursor, then follow new commits.
+//! Subscriptions: replay from the outbox after a cursor, then follow new commits.
 //!
-//! Every subscriber reads the outbox itself, woken by the bus or, as a fallback for
-//! events committed by other replicas, by a poll interval. Reading by cursor makes the
-//! switch from replay to live free of gaps and duplicates by construction.
+//! One fetcher task per process reads each new event from the outbox once (woken by the
+//! bus, by PostgreSQL NOTIFY via the bus, or by a poll tick for safety), unseals it once
+//! and broadcasts it. A subscriber replays from the database until it reaches the
+//! fetcher's position, then takes broadcast events; if it falls behind the broadcast
+//! buffer it goes back to the database from its own cursor. Nobody is dropped, nothing
+//! is skipped, and a slow subscriber never holds up another one or a writer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::bus::EventBus;
@@ -31,6 +35,9 @@ struct Inner {
     clock: SharedClock,
     poll_interval: Duration,
     shutdown: CancellationToken,
+    live: broadcast::Sender<Arc<Event>>,
+    /// Highest sequence the fetcher has broadcast (stored before each send).
+    position: AtomicI64,
 }
 
 impl EventFeed {
@@ -40,18 +47,28 @@ impl EventFeed {
         sealer: Sealer,
         clock: SharedClock,
         poll_interval: Duration,
+        broadcast_capacity: usize,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, bus, sealer, clock, poll_interval, shutdown }) }
+        let (live, _) = broadcast::channel(broadcast_capacity.max(1));
+        let inner = Inner { store, bus, sealer, clock, poll_interval, shutdown, live, position: AtomicI64::new(-1) };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Starts the fetcher from the newest committed event. If the database cannot be read
+    /// yet, the fetcher keeps trying and subscribers wait for it.
+    pub async fn start(&self) -> tokio::task::JoinHandle<()> {
+        if let Ok(last) = self.inner.store.last_sequence().await {
+            self.inner.position.store(last, Ordering::SeqCst);
+        }
+        tokio::spawn(Arc::clone(&self.inner).fetch())
     }
 
     /// Starts a subscription. `after`: `None` for live events only, else every retained
     /// event with a larger sequence first. The stream ends at shutdown.
     pub async fn subscribe(&self, after: Option<u64>) -> Result<mpsc::Receiver<Result<Event>>> {
         let inner = Arc::clone(&self.inner);
-        // Watch before reading the cursor: a commit in between then still wakes us.
-        let mut wake = inner.bus.watch();
-        let mut cursor = match after {
+        let cursor = match after {
             Some(after) => {
                 let after = i64::try_from(after).map_err(|_| Error::invalid("after_sequence", "is too large"))?;
                 if after < inner.store.purged_through().await? {
@@ -63,56 +80,141 @@ impl EventFeed {
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            loop {
-                let batch = match inner.store.events_after(cursor, BATCH).await {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                // A hole after the cursor is normal on PostgreSQL (rolled-back sequence
-                // values), but it may also be events purged while this subscriber lagged:
-                // then it must not skip them silently.
-                let hole = batch.first().is_some_and(|e| e.sequence > cursor + 1);
-                if hole {
-                    match inner.store.purged_through().await {
-                        Ok(purged) if purged > cursor => {
-                            let _ = tx.send(Err(Error::CursorExpired)).await;
-                            return;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    }
-                }
-                let full = batch.len() as u64 == BATCH;
-                for stored in batch {
-                    cursor = stored.sequence;
-                    let event = inner.deliverable(stored);
-                    tokio::select! {
-                        sent = tx.send(Ok(event)) => if sent.is_err() { return },
-                        () = inner.shutdown.cancelled() => return,
-                    }
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    changed = wake.changed() => if changed.is_err() { return },
-                    () = tokio::time::sleep(inner.poll_interval) => {}
-                    () = tx.closed() => return,
-                    () = inner.shutdown.cancelled() => return,
-                }
+            if let Err(e) = inner.follow(cursor, &tx).await {
+                let _ = tx.send(Err(e)).await;
             }
         });
         Ok(rx)
     }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.live.receiver_count()
+    }
+}
+
+/// Why a subscriber loop stopped without an error.
+enum Stop {
+    Closed,
 }
 
 impl Inner {
+    /// The fetcher: reads new events once and broadcasts them, in sequence order.
+    async fn fetch(self: Arc<Self>) {
+        let mut wake = self.bus.watch();
+        let started = self.position.load(Ordering::SeqCst);
+        let mut cursor = loop {
+            if started >= 0 {
+                break started;
+            }
+            match self.store.last_sequence().await {
+                Ok(last) => break last,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event fetcher cannot read the outbox; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        self.position.store(cursor, Ordering::SeqCst);
+        loop {
+            match self.store.events_after(cursor, BATCH).await {
+                Ok(batch) => {
+                    let full = batch.len() as u64 == BATCH;
+                    for stored in batch {
+                        cursor = stored.sequence;
+                        let event = Arc::new(self.deliverable(stored));
+                        // Position first, then send: a subscriber that reads position P
+                        // after subscribing receives every event above P.
+                        self.position.store(cursor, Ordering::SeqCst);
+                        let _ = self.live.send(event);
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "event fetcher cannot read the outbox; retrying"),
+            }
+            tokio::select! {
+                changed = wake.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(self.poll_interval) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One subscriber from `cursor` on, until the client goes, shutdown, or an error.
+    async fn follow(&self, mut cursor: i64, tx: &mpsc::Sender<Result<Event>>) -> Result<()> {
+        loop {
+            // Subscribe before reading the position; see `fetch`.
+            let mut live = self.live.subscribe();
+            let position = self.position.load(Ordering::SeqCst);
+            if position < 0 {
+                // The fetcher has not started: wait for it without missing anything.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                    () = self.shutdown.cancelled() => return Ok(()),
+                }
+            }
+            // Catch up from the database to the fetcher's position.
+            while cursor < position {
+                let batch = self.store.events_after(cursor, BATCH).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                self.check_retention(cursor, &batch).await?;
+                for stored in batch {
+                    cursor = stored.sequence;
+                    if let Err(Stop::Closed) = self.send(tx, Arc::new(self.deliverable(stored))).await {
+                        return Ok(());
+                    }
+                }
+            }
+            // Then live, dropping what the replay already delivered.
+            loop {
+                let event = tokio::select! {
+                    received = live.recv() => received,
+                    () = tx.closed() => return Ok(()),
+                    () = self.shutdown.cancelled() => return Ok(()),
+                };
+                match event {
+                    Ok(event) => {
+                        let sequence = event.sequence as i64;
+                        if sequence <= cursor {
+                            continue;
+                        }
+                        cursor = sequence;
+                        if let Err(Stop::Closed) = self.send(tx, event).await {
+                            return Ok(());
+                        }
+                    }
+                    // Fell behind the buffer: back to the database from our cursor.
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn send(&self, tx: &mpsc::Sender<Result<Event>>, event: Arc<Event>) -> std::result::Result<(), Stop> {
+        let event = Arc::unwrap_or_clone(event);
+        tokio::select! {
+            sent = tx.send(Ok(event)) => sent.map_err(|_| Stop::Closed),
+            () = self.shutdown.cancelled() => Err(Stop::Closed),
+        }
+    }
+
+    /// A hole after the cursor is normal on PostgreSQL (rolled-back sequence values),
+    /// but it may also be events purged while this subscriber lagged: then it must not
+    /// skip them silently.
+    async fn check_retention(&self, cursor: i64, batch: &[StoredEvent]) -> Result<()> {
+        if batch.first().is_some_and(|e| e.sequence > cursor + 1) && self.store.purged_through().await? > cursor {
+            return Err(Error::CursorExpired);
+        }
+        Ok(())
+    }
+
     fn deliverable(&self, e: StoredEvent) -> Event {
         let payload = match e.kind {
             EventKind::TokenCreated => {

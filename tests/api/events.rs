@@ -175,17 +175,27 @@ async fn a_replica_sees_commits_of_another_promptly() {
 }
 
 #[tokio::test]
-async fn a_subscriber_that_does_not_read_does_not_delay_others() {
+async fn a_subscriber_that_does_not_read_does_not_delay_others_and_catches_up_later() {
     const EVENTS: usize = 300;
-    let app = TestApp::spawn().await;
+    // A tiny in-memory buffer, so the stalled subscriber falls far behind it.
+    let app = TestApp::spawn_with(|mut c| {
+        c.events.broadcast_capacity = 8;
+        c
+    })
+    .await;
     app.create_account("ada@example.com", Some(STRONG)).await;
-    let _stalled = app.subscribe(Some(0)).await;
+    let mut stalled = app.subscribe(None).await;
     let mut reader = app.subscribe(None).await;
     for _ in 0..EVENTS {
         app.request_token("ada@example.com").await.unwrap();
     }
+    let mut sequences = Vec::new();
     for _ in 0..EVENTS {
-        token_created(next_event(&mut reader).await);
+        sequences.push(next_event(&mut reader).await.sequence);
+    }
+    // The stalled one now reads everything, in order, with nothing lost.
+    for expected in sequences {
+        assert_eq!(next_event(&mut stalled).await.sequence, expected);
     }
 }
 
