@@ -29,6 +29,9 @@ server_flags=(
 )
 
 start_server() { # url port -> pid on stdout (call without $(…) so pids stays in this shell)
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+    echo "port $2 is already in use: stop whatever listens there first" >&2; exit 1
+  fi
   RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$2" --database-url "$1" "${server_flags[@]}" \
     --log-format text 2>>"$work/server.log" >/dev/null &
   local pid=$!

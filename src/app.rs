@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -29,6 +28,7 @@ use crate::events::seal::Sealer;
 use crate::events::subscription::EventFeed;
 use crate::grpc::accounts::AccountGrpc;
 use crate::grpc::auth::{AuthLayer, CallerKeys};
+use crate::grpc::observe::ObserveLayer;
 use crate::grpc::reset::ResetGrpc;
 use crate::proto;
 use crate::proto::account_service_server::AccountServiceServer;
@@ -49,6 +49,10 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 pub const RESET_SERVICE_NAME: &str = "identity.passwordreset.v1.PasswordResetService";
 pub const ACCOUNT_SERVICE_NAME: &str = "identity.passwordreset.v1.AccountService";
+/// Health service name for liveness: SERVING for as long as the process runs, draining
+/// included, unlike "" and the services, which follow the database and shutdown.
+pub const LIVENESS_SERVICE_NAME: &str = "liveness";
+const READINESS: [&str; 3] = ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME];
 
 /// The assembled service, shared by `main` and the tests.
 pub struct App {
@@ -63,6 +67,7 @@ pub struct App {
     server: ServerSettings,
     clients: crate::grpc::client::ClientIpSettings,
     shutdown: CancellationToken,
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Connects to the database and applies pending migrations: what `pwreset migrate` does.
@@ -145,7 +150,15 @@ impl App {
             limits: Arc::clone(&limits),
             guard: Arc::clone(&guard),
         });
+        let metrics_listener = match config.server.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?),
+            None => None,
+        };
+        if metrics_listener.is_some() {
+            crate::telemetry::metrics_handle();
+        }
         Ok(App {
+            metrics_listener,
             reset,
             accounts,
             feed,
@@ -158,6 +171,11 @@ impl App {
             clients: config.clients,
             shutdown,
         })
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Deletes expired tokens and events past retention.
@@ -176,10 +194,29 @@ impl App {
 
     /// Serves on an already bound listener until `shutdown` completes: health turns
     /// NOT_SERVING, streams end, in-flight calls get the grace period to finish.
-    pub async fn serve_on(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve_on(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
+        for name in READINESS.into_iter().chain([LIVENESS_SERVICE_NAME]) {
             health.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let draining = CancellationToken::new();
+        let readiness = tokio::spawn(readiness(
+            self.store.clone(),
+            health.clone(),
+            self.server.health_check_interval,
+            draining.clone(),
+        ));
+        if let Some(listener) = self.metrics_listener.take() {
+            let (feed, store) = (self.feed.clone(), self.store.clone());
+            let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                let (subscribers, lag) = feed.lag();
+                metrics::gauge!("pwreset_event_subscribers").set(subscribers as f64);
+                metrics::gauge!("pwreset_outbox_lag").set(lag as f64);
+                let (open, in_use) = store.pool_use();
+                metrics::gauge!("pwreset_db_pool_connections", "state" => "open").set(f64::from(open));
+                metrics::gauge!("pwreset_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+            });
+            tokio::spawn(crate::telemetry::serve_metrics(listener, refresh, self.shutdown.clone()));
         }
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -216,7 +253,7 @@ impl App {
             self.shutdown.clone(),
         ));
 
-        if self.store.backend() == sea_orm::DatabaseBackend::Postgres {
+        if self.store.is_postgres() {
             // Commits by other replicas wake this replica's subscribers at once.
             let bus = self.bus.clone();
             let (listening, ready) = tokio::sync::oneshot::channel();
@@ -232,6 +269,11 @@ impl App {
             }
         }
 
+        // The builder's TCP settings only apply to listeners it binds itself: set them on
+        // this one explicitly (without TCP_NODELAY small replies wait ~40 ms for ACKs).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
             // Every unary call and the start of every stream must be done within this;
@@ -251,13 +293,14 @@ impl App {
             // streams faster than they are served is closed.
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+            .layer(ObserveLayer)
             .layer(AuthLayer::new(CallerKeys::new(self.server.caller_keys.clone())))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(reset)
             .add_service(accounts)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             });
         tokio::pin!(server);
@@ -269,7 +312,13 @@ impl App {
             () = shutdown => {}
         }
         info!("shutting down");
-        drain(&health).await;
+        draining.cancel();
+        let _ = readiness.await;
+        set_status(&health, &READINESS, ServingStatus::NotServing).await;
+        if !self.server.drain_delay.is_zero() {
+            info!(delay = ?self.server.drain_delay, "NOT_SERVING; draining before closing the listener");
+            tokio::time::sleep(self.server.drain_delay).await;
+        }
         self.shutdown.cancel();
         let _ = stop_tx.send(());
         // In-flight calls, then the token work they left behind, within one grace period.
@@ -293,9 +342,33 @@ impl App {
     }
 }
 
-async fn drain(health: &HealthReporter) {
-    for name in ["", RESET_SERVICE_NAME, ACCOUNT_SERVICE_NAME] {
-        health.set_service_status(name, ServingStatus::NotServing).await;
+async fn set_status(health: &HealthReporter, names: &[&str], status: ServingStatus) {
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+}
+
+/// Readiness follows the database: NOT_SERVING while it does not answer, SERVING again
+/// when it does. Ends when draining starts.
+async fn readiness(store: Store, health: HealthReporter, every: Duration, draining: CancellationToken) {
+    let mut ready = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = draining.cancelled() => return,
+        }
+        let answered = tokio::time::timeout(every.max(Duration::from_secs(1)), store.ping()).await;
+        let now_ready = matches!(answered, Ok(Ok(())));
+        if now_ready != ready {
+            ready = now_ready;
+            if ready {
+                info!("database answers again; SERVING");
+                set_status(&health, &READINESS, ServingStatus::Serving).await;
+            } else {
+                warn!("database does not answer; NOT_SERVING");
+                set_status(&health, &READINESS, ServingStatus::NotServing).await;
+            }
+        }
     }
 }
 

@@ -228,6 +228,19 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, global = true)]
     pub max_message_bytes: usize,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (off when unset).
+    #[arg(long, env = "PWRESET_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// At shutdown, how long health reports NOT_SERVING before the listener closes, so
+    /// load balancers and sidecars stop routing here first.
+    #[arg(long, env = "PWRESET_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
+    pub drain_delay: std::time::Duration,
+
+    /// How often readiness checks the database.
+    #[arg(long, env = "PWRESET_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub health_check_interval: std::time::Duration,
+
     /// How long in-flight calls get to finish at shutdown.
     #[arg(long, env = "PWRESET_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_grace: std::time::Duration,

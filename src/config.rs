@@ -47,6 +47,9 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     pub shutdown_grace: Duration,
     pub sweep_interval: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub drain_delay: Duration,
+    pub health_check_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +223,9 @@ impl TryFrom<&Settings> for Config {
                 max_message_bytes: s.max_message_bytes,
                 shutdown_grace: s.shutdown_grace,
                 sweep_interval: s.sweep_interval.max(Duration::from_secs(1)),
+                metrics_listen: s.metrics_listen,
+                drain_delay: s.drain_delay,
+                health_check_interval: s.health_check_interval.max(Duration::from_millis(100)),
             },
         })
     }
@@ -256,6 +262,9 @@ impl Config {
                 max_message_bytes: 16 * 1024,
                 shutdown_grace: Duration::from_secs(5),
                 sweep_interval: Duration::from_secs(60),
+                metrics_listen: None,
+                drain_delay: Duration::ZERO,
+                health_check_interval: Duration::from_millis(100),
             },
         }
     }

@@ -12,3 +12,81 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
 }
+
+/// Histogram buckets (seconds) for every `*_seconds` series: RPCs from sub-millisecond
+/// reads to argon2-bound calls waiting in the hashing queue.
+const SECONDS_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const MAX_SCRAPE_REQUEST: usize = 8 * 1024;
+
+static RECORDER: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    std::sync::OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use. `None` if another
+/// recorder was installed first.
+pub fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Serves `GET /metrics` in the Prometheus text format until `stop`. `refresh` updates
+/// the gauges that are read on demand (pool use, subscribers, outbox lag) first.
+///
+/// A minimal HTTP/1.1 responder rather than the exporter's own listener: it answers one
+/// request per connection, which is all a scraper needs.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    refresh: std::sync::Arc<dyn Fn() + Send + Sync>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(handle) = metrics_handle() else {
+        tracing::warn!("another metrics recorder is installed; /metrics is not served");
+        return;
+    };
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        let Ok((mut socket, _)) = accepted else { continue };
+        let refresh = std::sync::Arc::clone(&refresh);
+        tokio::spawn(async move {
+            let mut request = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_SCRAPE_REQUEST {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+            if read.await.is_err() {
+                return;
+            }
+            let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
+            let response = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
+                refresh();
+                handle.run_upkeep();
+                let body = handle.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}

@@ -7,6 +7,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -54,7 +55,7 @@ enum Job {
 }
 
 pub struct Hasher {
-    queue: SyncSender<(Job, Span)>,
+    queue: SyncSender<(Job, Span, Instant)>,
     /// A hash of a random password under the current parameters: verifying against it
     /// costs what a real check costs, for unknown and inactive accounts.
     dummy: String,
@@ -96,9 +97,15 @@ impl Hasher {
     }
 
     fn submit(&self, job: Job) -> Result<()> {
-        match self.queue.try_send((job, Span::current())) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::HashingBusy),
+        match self.queue.try_send((job, Span::current(), Instant::now())) {
+            Ok(()) => {
+                metrics::gauge!("pwreset_hash_queue_depth").increment(1);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("pwreset_hash_rejected_total").increment(1);
+                Err(Error::HashingBusy)
+            }
             Err(TrySendError::Disconnected(_)) => Err(Error::Internal(anyhow!("hashing pool stopped"))),
         }
     }
@@ -115,13 +122,15 @@ impl Worker {
         Self { params, memory }
     }
 
-    fn run(mut self, jobs: &Mutex<Receiver<(Job, Span)>>) {
+    fn run(mut self, jobs: &Mutex<Receiver<(Job, Span, Instant)>>) {
         loop {
             let next = match jobs.lock() {
                 Ok(receiver) => receiver.recv(),
                 Err(_) => return,
             };
-            let Ok((job, span)) = next else { return };
+            let Ok((job, span, queued_at)) = next else { return };
+            metrics::gauge!("pwreset_hash_queue_depth").decrement(1);
+            metrics::histogram!("pwreset_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
             let _entered = span.enter();
             match job {
                 Job::Hash { password, reply } => {

@@ -105,6 +105,17 @@ pub enum Rpc {
     VerifyPassword,
 }
 
+impl Rpc {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::RequestToken => "RequestToken",
+            Rpc::ValidateToken => "ValidateToken",
+            Rpc::Confirm => "Confirm",
+            Rpc::VerifyPassword => "VerifyPassword",
+        }
+    }
+}
+
 pub struct Limits {
     clock: GovernorClock,
     request_token: Option<Keyed<IpAddr>>,
@@ -141,8 +152,9 @@ impl Limits {
             return Ok(());
         };
         let key = client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        limiter.check_key(&key).map_err(|not_until| Error::RateLimited {
-            retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)),
+        limiter.check_key(&key).map_err(|not_until| {
+            metrics::counter!("pwreset_rate_limited_total", "rpc" => rpc.name()).increment(1);
+            Error::RateLimited { retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)) }
         })
     }
 

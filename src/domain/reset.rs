@@ -127,6 +127,7 @@ impl ResetService {
             Err(Error::TokenNotFound) => "lost_race",
             Err(_) => "error",
         };
+        metrics::counter!("pwreset_confirms_total", "outcome" => outcome).increment(1);
         info!(outcome, account_id = %account.id, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset confirmed");
         self.bus.published(result?);
         Ok(())

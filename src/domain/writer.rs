@@ -114,6 +114,10 @@ impl TokenWriter {
                 Work::Token(account) => account.id.to_string(),
                 Work::UnknownEmail(_) => String::new(),
             };
+            metrics::counter!("pwreset_reset_requests_total", "outcome" => outcome).increment(1);
+            if outcome == "token_created" {
+                metrics::counter!("pwreset_tokens_issued_total").increment(1);
+            }
             job.span.in_scope(|| {
                 info!(outcome, account_id, client_ip = %job.client.ip_string(), user_agent = %job.client.user_agent, "reset requested");
             });

@@ -7,8 +7,9 @@
 //! buffer it goes back to the database from its own cursor. Nobody is dropped, nothing
 //! is skipped, and a slow subscriber never holds up another one or a writer.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
@@ -38,6 +39,28 @@ struct Inner {
     live: broadcast::Sender<Arc<Event>>,
     /// Highest sequence the fetcher has broadcast (stored before each send).
     position: AtomicI64,
+    /// Each subscriber's cursor, for the outbox-lag metric.
+    cursors: Mutex<HashMap<u64, Arc<AtomicI64>>>,
+    next_subscriber: AtomicU64,
+}
+
+/// A subscriber's entry in the cursor registry; leaves it when dropped.
+struct CursorSlot<'a> {
+    inner: &'a Inner,
+    id: u64,
+    cursor: Arc<AtomicI64>,
+}
+
+impl CursorSlot<'_> {
+    fn set(&self, sequence: i64) {
+        self.cursor.store(sequence, Ordering::Relaxed);
+    }
+}
+
+impl Drop for CursorSlot<'_> {
+    fn drop(&mut self) {
+        self.inner.cursors.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 impl EventFeed {
@@ -51,7 +74,18 @@ impl EventFeed {
         shutdown: CancellationToken,
     ) -> Self {
         let (live, _) = broadcast::channel(broadcast_capacity.max(1));
-        let inner = Inner { store, bus, sealer, clock, poll_interval, shutdown, live, position: AtomicI64::new(-1) };
+        let inner = Inner {
+            store,
+            bus,
+            sealer,
+            clock,
+            poll_interval,
+            shutdown,
+            live,
+            position: AtomicI64::new(-1),
+            cursors: Mutex::new(HashMap::new()),
+            next_subscriber: AtomicU64::new(0),
+        };
         Self { inner: Arc::new(inner) }
     }
 
@@ -87,8 +121,12 @@ impl EventFeed {
         Ok(rx)
     }
 
-    pub fn subscriber_count(&self) -> usize {
-        self.inner.live.receiver_count()
+    /// (subscribers connected, newest fetched sequence minus the slowest cursor).
+    pub fn lag(&self) -> (usize, i64) {
+        let newest = self.inner.position.load(Ordering::SeqCst).max(0);
+        let cursors = self.inner.cursors.lock().unwrap_or_else(|p| p.into_inner());
+        let slowest = cursors.values().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(newest);
+        (cursors.len(), (newest - slowest).max(0))
     }
 }
 
@@ -146,6 +184,9 @@ impl Inner {
 
     /// One subscriber from `cursor` on, until the client goes, shutdown, or an error.
     async fn follow(&self, mut cursor: i64, tx: &mpsc::Sender<Result<Event>>) -> Result<()> {
+        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let slot = CursorSlot { inner: self, id, cursor: Arc::new(AtomicI64::new(cursor)) };
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::clone(&slot.cursor));
         loop {
             // Subscribe before reading the position; see `fetch`.
             let mut live = self.live.subscribe();
@@ -169,6 +210,7 @@ impl Inner {
                     if let Err(Stop::Closed) = self.send(tx, Arc::new(self.deliverable(stored))).await {
                         return Ok(());
                     }
+                    slot.set(cursor);
                 }
             }
             // Then live, dropping what the replay already delivered.
@@ -188,6 +230,7 @@ impl Inner {
                         if let Err(Stop::Closed) = self.send(tx, event).await {
                             return Ok(());
                         }
+                        slot.set(cursor);
                     }
                     // Fell behind the buffer: back to the database from our cursor.
                     Err(broadcast::error::RecvError::Lagged(_)) => break,

@@ -5,5 +5,6 @@ pub mod accounts;
 pub mod auth;
 pub mod client;
 pub mod convert;
+pub mod observe;
 pub mod reset;
 pub mod status;

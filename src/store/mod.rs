@@ -222,6 +222,26 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DatabaseBackend::Postgres
+    }
+
+    /// (connections open, connections in use) in the pool.
+    pub fn pool_use(&self) -> (u32, u32) {
+        let (size, idle) = match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DatabaseBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        };
+        (size, size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)))
+    }
+
     pub async fn close(self) -> anyhow::Result<()> {
         self.db.close().await.context("closing the database")
     }

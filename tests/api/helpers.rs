@@ -76,6 +76,7 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub channel: Channel,
     pub clock: Arc<ManualClock>,
     pub config: Config,
@@ -104,6 +105,7 @@ impl TestApp {
 
     async fn start(config: Config, db: Arc<TestDb>, clock: Arc<ManualClock>) -> TestApp {
         let app = App::build(config.clone(), clock.clone()).await.expect("build app");
+        let metrics_addr = app.metrics_addr();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -111,7 +113,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let channel = Endpoint::from_shared(format!("http://{addr}")).expect("endpoint").connect_lazy();
-        TestApp { addr, channel, clock, config, stop: Some(stop), server: Some(server), db }
+        TestApp { addr, metrics_addr, channel, clock, config, stop: Some(stop), server: Some(server), db }
     }
 
     pub fn reset(&self) -> PasswordResetServiceClient<Channel> {

@@ -8,5 +8,6 @@ mod auth;
 mod binary;
 mod events;
 mod helpers;
+mod operate;
 mod reset;
 mod server;
