@@ -74,9 +74,7 @@ for db in sqlite postgres; do
   load "$db" enumeration 16 --accounts 256
   load "$db" verify-enumeration 16
   load "$db" events 4 --subscribers 100 --accounts 64
-  if [ "$db" = sqlite ]; then
-    load "$db" confirm-flood 1000 --server-pid "$pid"
-  fi
+
   if [ "$db" = postgres ]; then
     start_server "$url" "$PORT_B" > "$work/pid"; pid_b=$(cat "$work/pid")
     load "$db" events 4 --subscribers 100 --accounts 64 --target-b "http://127.0.0.1:$PORT_B"
@@ -85,6 +83,14 @@ for db in sqlite postgres; do
   stop_server "$pid"
   if [ "$db" = postgres ]; then psql "$PG_URL" -qAtc "DROP DATABASE ${url##*/} WITH (FORCE)" >/dev/null; fi
 done
+# Peak memory under a flood of Confirm calls, on a fresh server.
+start_server "sqlite://$work/flood.db?mode=rwc" "$PORT_B" > "$work/pid"; pid_f=$(cat "$work/pid")
+PORT_A_SAVED=$PORT_A; PORT_A=$PORT_B
+load sqlite confirm-flood 1000 --server-pid "$pid_f"
+PORT_A=$PORT_A_SAVED
+stop_server "$pid_f"
+
+# The argon2 bound: the same pool and parameters with no RPC around it.
 for conc in 2 16; do
   load none argon2-bound "$conc"
 done

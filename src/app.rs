@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
@@ -275,7 +275,18 @@ impl App {
             .with_nodelay(Some(true))
             .with_keepalive(Some(TCP_KEEPALIVE));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        let mut keys = CallerKeys::new(self.server.caller_keys.clone());
+        if let Some(tls) = &self.server.tls {
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key));
+            if let Some(ca) = &tls.client_ca {
+                // Optional: callers without a certificate may still use a key.
+                config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
+                keys = keys.with_client_certificates(true);
+            }
+            builder = builder.tls_config(config).context("TLS configuration")?;
+        }
+        let server = builder
             // Every unary call and the start of every stream must be done within this;
             // a stream's body (SubscribeEvents) is not cut by it.
             .timeout(REQUEST_TIMEOUT)
@@ -294,7 +305,7 @@ impl App {
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .layer(ObserveLayer)
-            .layer(AuthLayer::new(CallerKeys::new(self.server.caller_keys.clone())))
+            .layer(AuthLayer::new(keys))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

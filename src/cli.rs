@@ -204,6 +204,20 @@ pub struct Settings {
     )]
     pub caller_keys: Vec<CallerKey>,
 
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
+    #[arg(long, env = "PWRESET_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "PWRESET_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) for client certificates: a verified certificate whose DNS SAN is
+    /// ROLE.caller.pwreset.internal holds ROLE, like a key does. Clients without a
+    /// certificate may still present a key.
+    #[arg(long, env = "PWRESET_TLS_CLIENT_CA", global = true, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Serve on a non-loopback address even though a role has no key.
     #[arg(long, env = "PWRESET_ALLOW_UNAUTHENTICATED", global = true)]
     pub allow_unauthenticated: bool,

@@ -50,6 +50,15 @@ pub struct ServerSettings {
     pub metrics_listen: Option<SocketAddr>,
     pub drain_delay: Duration,
     pub health_check_interval: Duration,
+    pub tls: Option<TlsSettings>,
+}
+
+/// PEM contents, read at start-up.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +178,17 @@ impl TryFrom<&Settings> for Config {
             hasher.workers = workers;
         }
 
-        if !s.listen.ip().is_loopback() && !s.allow_unauthenticated {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: read(cert)?,
+                key: read(key)?,
+                client_ca: s.tls_client_ca.as_ref().map(read).transpose()?,
+            }),
+            _ => None,
+        };
+        let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if !s.listen.ip().is_loopback() && !s.allow_unauthenticated && !client_certificates {
             let missing: Vec<String> = [Role::Events, Role::Accounts]
                 .into_iter()
                 .filter(|role| !s.caller_keys.iter().any(|k| k.role == *role))
@@ -226,6 +245,7 @@ impl TryFrom<&Settings> for Config {
                 metrics_listen: s.metrics_listen,
                 drain_delay: s.drain_delay,
                 health_check_interval: s.health_check_interval.max(Duration::from_millis(100)),
+                tls,
             },
         })
     }
@@ -265,6 +285,7 @@ impl Config {
                 metrics_listen: None,
                 drain_delay: Duration::ZERO,
                 health_check_interval: Duration::from_millis(100),
+                tls: None,
             },
         }
     }

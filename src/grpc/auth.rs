@@ -1,6 +1,7 @@
 //! Caller authentication, once for every RPC: a tower layer that maps the request path
 //! to a role and checks the `authorization: Bearer KEY` metadata against that role's
-//! keys in constant time. Health and reflection need no key.
+//! keys in constant time, or, with mTLS, the roles a verified client certificate names
+//! (DNS SAN `ROLE.caller.pwreset.internal`). Health and reflection need neither.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +10,7 @@ use std::task::{Context, Poll};
 
 use subtle::ConstantTimeEq;
 use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 const RESET_SERVICE: &str = "/identity.passwordreset.v1.PasswordResetService/";
@@ -90,30 +92,60 @@ impl fmt::Debug for CallerKey {
     }
 }
 
+/// A verified client certificate with a DNS subject alternative name
+/// `ROLE` + this suffix (e.g. `events.caller.pwreset.internal`) holds that role.
+pub const CERT_ROLE_SUFFIX: &str = ".caller.pwreset.internal";
+
+/// The roles a client certificate's DNS SANs name.
+pub fn cert_roles(der: &rustls_pki_types::CertificateDer<'_>) -> Vec<Role> {
+    let Ok(cert) = webpki::EndEntityCert::try_from(der) else { return Vec::new() };
+    cert.valid_dns_names()
+        .filter_map(|name| name.strip_suffix(CERT_ROLE_SUFFIX))
+        .filter_map(|role| role.parse().ok())
+        .collect()
+}
+
 #[derive(Debug, Clone, Default)]
-pub struct CallerKeys(Arc<Vec<CallerKey>>);
+pub struct CallerKeys {
+    keys: Arc<Vec<CallerKey>>,
+    /// Client certificates are verified (mTLS): every role then needs a key or a
+    /// certificate naming it.
+    certificates: bool,
+}
 
 impl CallerKeys {
     pub fn new(keys: Vec<CallerKey>) -> Self {
-        Self(Arc::new(keys))
+        Self { keys: Arc::new(keys), certificates: false }
+    }
+
+    pub fn with_client_certificates(mut self, on: bool) -> Self {
+        self.certificates = on;
+        self
     }
 
     pub fn has_key_for(&self, role: Role) -> bool {
-        self.0.iter().any(|k| k.role == role)
+        self.keys.iter().any(|k| k.role == role)
     }
 
-    /// `Ok` when the role is open (no key configured) or `presented` is one of its keys.
-    fn authorise(&self, role: Role, presented: Option<&[u8]>) -> Result<(), Status> {
-        if !self.has_key_for(role) {
+    /// `Ok` when the role is open (no key configured and no mTLS), `presented` is one of
+    /// its keys, or a verified certificate names it.
+    fn authorise(&self, role: Role, presented: Option<&[u8]>, certified: &[Role]) -> Result<(), Status> {
+        if !self.has_key_for(role) && !self.certificates {
             return Ok(());
         }
         let Some(presented) = presented else {
-            return Err(Status::unauthenticated("missing caller key: send authorization: Bearer KEY"));
+            return match certified {
+                [] => Err(Status::unauthenticated(
+                    "missing caller credentials: send authorization: Bearer KEY or a client certificate",
+                )),
+                roles if roles.contains(&role) => Ok(()),
+                _ => Err(Status::permission_denied(format!("this client certificate does not grant the {role} role"))),
+            };
         };
         // Compare against every key so the time taken does not depend on which matched.
         let mut own = subtle::Choice::from(0);
         let mut other = subtle::Choice::from(0);
-        for key in self.0.iter() {
+        for key in self.keys.iter() {
             let equal = key.key.as_slice().ct_eq(presented);
             if key.role == role {
                 own |= equal;
@@ -179,7 +211,15 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let verdict = match Role::for_path(request.uri().path()) {
-            Some(role) => self.keys.authorise(role, bearer(request.headers())),
+            Some(role) => {
+                let certified = request
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(TlsConnectInfo::peer_certs)
+                    .and_then(|certs| certs.first().map(cert_roles))
+                    .unwrap_or_default();
+                self.keys.authorise(role, bearer(request.headers()), &certified)
+            }
             None => Ok(()),
         };
         match verdict {
@@ -211,14 +251,32 @@ mod tests {
     #[test]
     fn checks_keys_per_role() {
         let k = keys();
-        assert!(k.authorise(Role::Reset, Some(b"reset-key-0123456789")).is_ok());
-        assert_eq!(k.authorise(Role::Reset, None).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
-        assert_eq!(k.authorise(Role::Reset, Some(b"nope")).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
+        assert!(k.authorise(Role::Reset, Some(b"reset-key-0123456789"), &[]).is_ok());
+        assert_eq!(k.authorise(Role::Reset, None, &[]).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
         assert_eq!(
-            k.authorise(Role::Reset, Some(b"accounts-key-0123456789")).map_err(|s| s.code()),
+            k.authorise(Role::Reset, Some(b"nope"), &[]).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            k.authorise(Role::Reset, Some(b"accounts-key-0123456789"), &[]).map_err(|s| s.code()),
             Err(tonic::Code::PermissionDenied)
         );
-        assert!(k.authorise(Role::Events, None).is_ok(), "a role with no key is open");
+        assert!(k.authorise(Role::Events, None, &[]).is_ok(), "a role with no key is open");
+    }
+
+    #[test]
+    fn certificates_stand_in_for_keys() {
+        let k = keys().with_client_certificates(true);
+        assert!(k.authorise(Role::Reset, None, &[Role::Reset]).is_ok());
+        assert_eq!(
+            k.authorise(Role::Reset, None, &[Role::Events]).map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(
+            k.authorise(Role::Events, None, &[]).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated),
+            "no longer open"
+        );
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod helpers;
 mod operate;
 mod reset;
 mod server;
+mod tls;
