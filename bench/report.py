@@ -59,10 +59,13 @@ w("- SQLite: a file in WAL mode with `synchronous=FULL` (sqlx's default): every 
 w("  PostgreSQL: the local server, default `synchronous_commit=on`.")
 w("- Latencies in ms; errors are counted by gRPC status.\n")
 w("## Machine and versions\n")
-w(f"- CPU: {sh('nproc')} cores, {sh('grep -m1 \"model name\" /proc/cpuinfo | cut -d: -f2').strip()}")
-w(f"- Memory: {sh('free -g | awk \"/Mem:/ {print \\$2}\"')} GiB; kernel {platform.release()}")
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+memory = sh("free -g | awk '/Mem:/ {print $2}'")
+pg_server = sh("psql postgres://postgres@127.0.0.1:5432/test -Atc 'show server_version'")
+w(f"- CPU: {sh('nproc')} cores, {cpu}")
+w(f"- Memory: {memory} GiB; kernel {platform.release()}")
 w(f"- {sh('rustc --version')}; pwreset {sh('git rev-parse --short HEAD')}")
-w(f"- {sh('psql --version')} (server: {sh('psql postgres://postgres@127.0.0.1:5432/test -Atc \"show server_version\"')})\n")
+w(f"- {sh('psql --version')} (server: {pg_server})\n")
 
 for db in ["sqlite", "postgres"]:
     w(f"## {db}\n")
@@ -133,4 +136,8 @@ for e in events:
 for f in floods:
     peak = float(f[4].split()[2])
     target("peak RSS under 1000 concurrent Confirm ≤ permits × m + 64 MiB = 2 × 19 + 64 = 102 MiB", f"{peak} MiB", peak <= 102)
+analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ANALYSIS.md")
+if os.path.exists(analysis):
+    w("")
+    w(open(analysis).read())
 print("\n".join(out))
