@@ -31,7 +31,8 @@ import re, sys
 blocks = re.findall(r"```sh\n(.*?)```", open(sys.argv[1]).read(), re.S)
 print(next(b for b in blocks if "grpcurl" in b))
 PY
-bash -euo pipefail walkthrough.sh > walkthrough.out 2>&1 || { cat walkthrough.out; cat server.log; exit 1; }
+# As a person would paste it into a shell: -e only (grpcurl -max-time exits non-zero on purpose).
+bash -e walkthrough.sh > walkthrough.out 2>&1 || { cat walkthrough.out; cat server.log; exit 1; }
 
 grep -q '"tokenCreated"' events.json || { echo "no TokenCreated event"; cat events.json; exit 1; }
 grep -q '"passwordChanged"' events.json || { echo "no PasswordChanged event"; cat events.json; exit 1; }
