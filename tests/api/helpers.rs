@@ -186,6 +186,16 @@ impl TestApp {
         }
     }
 
+    /// The health status of `service` ("" for the whole server).
+    pub async fn health(&self, service: &str) -> i32 {
+        tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status
+    }
+
     pub async fn verify(&self, email: &str, password: &str) -> bool {
         self.accounts()
             .verify_password(proto::VerifyPasswordRequest { email: email.into(), password: password.into() })

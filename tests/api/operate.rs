@@ -21,15 +21,6 @@ async fn scrape(app: &TestApp) -> String {
     response
 }
 
-async fn status(app: &TestApp, service: &str) -> i32 {
-    HealthClient::new(app.channel.clone())
-        .check(HealthCheckRequest { service: service.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-}
-
 #[tokio::test]
 async fn metrics_carry_the_conventional_grpc_series_and_domain_series() {
     let app = TestApp::spawn_with(|mut c| {
@@ -71,7 +62,7 @@ async fn a_request_id_is_kept_or_created_and_echoed() {
 #[tokio::test]
 async fn liveness_stays_serving_and_readiness_follows_the_database() {
     let app = TestApp::spawn().await;
-    assert_eq!(status(&app, "liveness").await, ServingStatus::Serving as i32);
+    assert_eq!(app.health("liveness").await, ServingStatus::Serving as i32);
     let crate::helpers::TestDb::Postgres { admin_url, name, .. } = app.db.as_ref() else {
         // An SQLite file cannot be made unreachable from outside the process; the
         // PostgreSQL pass of .ci/run exercises the rest of this test.
@@ -86,7 +77,7 @@ async fn liveness_stays_serving_and_readiness_follows_the_database() {
         .await
         .unwrap();
     wait_for(&app, "", ServingStatus::NotServing).await;
-    assert_eq!(status(&app, "liveness").await, ServingStatus::Serving as i32, "liveness is not readiness");
+    assert_eq!(app.health("liveness").await, ServingStatus::Serving as i32, "liveness is not readiness");
     admin.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
     wait_for(&app, "", ServingStatus::Serving).await;
     admin.close().await.ok();

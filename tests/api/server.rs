@@ -5,9 +5,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use pwreset::proto::{RequestTokenRequest, SubscribeEventsRequest};
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
@@ -15,20 +13,11 @@ use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
 use crate::helpers::*;
 
-async fn health(app: &TestApp, service: &str) -> i32 {
-    HealthClient::new(app.channel.clone())
-        .check(HealthCheckRequest { service: service.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-}
-
 #[tokio::test]
 async fn health_reports_every_service_serving() {
     let app = TestApp::spawn().await;
     for service in ["", "identity.passwordreset.v1.PasswordResetService", "identity.passwordreset.v1.AccountService"] {
-        assert_eq!(health(&app, service).await, ServingStatus::Serving as i32, "{service:?}");
+        assert_eq!(app.health(service).await, ServingStatus::Serving as i32, "{service:?}");
     }
 }
 
@@ -65,7 +54,7 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    assert_eq!(health(&app, "").await, ServingStatus::Serving as i32);
+    assert_eq!(app.health("").await, ServingStatus::Serving as i32);
 }
 
 #[tokio::test]
@@ -98,7 +87,7 @@ async fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
         .unwrap_or_default()
         .to_owned();
     assert_eq!(grpc_status, (Code::Internal as i32).to_string(), "tonic reports decode failures as INTERNAL");
-    assert_eq!(health(&app, "").await, ServingStatus::Serving as i32);
+    assert_eq!(app.health("").await, ServingStatus::Serving as i32);
 }
 
 #[tokio::test]
