@@ -11,14 +11,16 @@ use pwreset::{App, Config};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    pwreset::telemetry::init(cli.settings.log_format);
-    match run(cli).await {
+    let telemetry = pwreset::telemetry::init(cli.settings.log_format);
+    let code = match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "pwreset failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -1,19 +1,75 @@
-//! Structured logs with `tracing`. Filter with `RUST_LOG` (default `info`).
+//! Structured logs with `tracing` (filter with `RUST_LOG`, default `info`), OTLP trace
+//! export switched on by the standard `OTEL_*` variables, and the Prometheus endpoint.
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 
-pub fn init(format: LogFormat) {
+/// Keeps the trace exporter alive; `shutdown` flushes what is still buffered.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing traces at exit failed");
+        }
+    }
+}
+
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
+}
+
+/// OTLP export is on when an OTLP endpoint is configured the standard way, unless
+/// `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
+fn otlp_configured() -> bool {
+    let endpoint = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    endpoint && !env_is("OTEL_SDK_DISABLED", "true") && !env_is("OTEL_TRACES_EXPORTER", "none")
+}
+
+/// Exports spans over OTLP/gRPC; the exporter reads the remaining `OTEL_EXPORTER_OTLP_*`
+/// variables (endpoint, headers, timeout) itself. Must run inside the Tokio runtime.
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("pwreset: OTLP trace export not started: {e}");
+            return None;
+        }
+    };
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name("pwreset");
+    }
+    Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
+}
+
+pub fn init(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never in files or log pipelines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
         // Every line carries its spans, so request_id and trace_id of the RPC's span.
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(true).boxed(),
     };
+    let provider = if otlp_configured() { otlp_provider() } else { None };
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("pwreset")));
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let _ = tracing_subscriber::registry().with(fmt).with(otel).with(filter).try_init();
+    Telemetry { provider }
 }
 
 /// Histogram buckets (seconds) for every `*_seconds` series: RPCs from sub-millisecond

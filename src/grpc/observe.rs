@@ -78,6 +78,19 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// Reads W3C trace context from the request headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ObserveLayer;
 
@@ -137,6 +150,9 @@ where
             trace_id = %trace_id,
             parent_span_id = %parent_id,
         );
+        // With OTLP export on, the span continues the caller's trace.
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         let labels = [("grpc_type", kind.to_owned()), ("grpc_service", service), ("grpc_method", method)];
         metrics::counter!("grpc_server_started_total", &labels).increment(1);
         let future = self.inner.call(request);
