@@ -147,12 +147,25 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
             request_id = %id,
-            trace_id = %trace_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
             parent_span_id = %parent_id,
         );
         // With OTLP export on, the span continues the caller's trace.
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
         let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+        // With OTLP export on, log the ids the exported span has; otherwise the caller's
+        // trace id, so logs still join the caller's trace.
+        let exported = {
+            use opentelemetry::trace::TraceContextExt;
+            tracing_opentelemetry::OpenTelemetrySpanExt::context(&span).span().span_context().clone()
+        };
+        if exported.is_valid() {
+            span.record("trace_id", tracing::field::display(exported.trace_id()));
+            span.record("span_id", tracing::field::display(exported.span_id()));
+        } else if !trace_id.is_empty() {
+            span.record("trace_id", tracing::field::display(&trace_id));
+        }
         let labels = [("grpc_type", kind.to_owned()), ("grpc_service", service), ("grpc_method", method)];
         metrics::counter!("grpc_server_started_total", &labels).increment(1);
         let future = self.inner.call(request);
