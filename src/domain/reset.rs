@@ -16,7 +16,7 @@ use super::hasher::Hasher;
 use super::limits::{Limits, Rpc};
 use super::password::{Password, PasswordPolicy};
 use super::token::{RawToken, TokenDigester, TokenPolicy};
-use super::writer::{Job, Work};
+use super::writer::{Job, Work, retain_until};
 use crate::events::bus::EventBus;
 use crate::store::{Confirmation, EventKind, Store, StoredEvent, TokenRecord};
 
@@ -118,7 +118,7 @@ impl ResetService {
             client_ip: client.ip_string(),
             user_agent: client.user_agent.clone(),
             locale: String::new(),
-            retain_until: self.retain_until(now, None),
+            retain_until: retain_until(now, self.event_retention, None),
         };
         let confirmation = Confirmation { token_id: record.id, account_id: account.id, password_hash, now };
         let result = self.store.confirm(confirmation, event).await;
@@ -150,11 +150,6 @@ impl ResetService {
                 Err(Error::TokenNotFound)
             }
         }
-    }
-
-    fn retain_until(&self, now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
-        let window = now + self.event_retention;
-        expires_at.map_or(window, |e| e.max(window))
     }
 
     /// Deletes expired tokens and events past retention; returns the counts.

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Span, info};
 use uuid::Uuid;
@@ -41,6 +42,13 @@ pub struct Job {
     pub permit: OwnedSemaphorePermit,
     /// The request's span, for the audit line written after the reply.
     pub span: Span,
+}
+
+/// How long an event stays replayable: the retention window, and a `TokenCreated` at
+/// least until its token expires.
+pub fn retain_until(now: DateTime<Utc>, retention: Duration, expires_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let window = now + retention;
+    expires_at.map_or(window, |e| e.max(window))
 }
 
 pub struct TokenWriter {
@@ -131,7 +139,6 @@ impl TokenWriter {
     fn prepare(&self, job: &Job) -> Result<OutboxWrite> {
         let now = self.clock.now();
         let client = &job.client;
-        let window = now + self.event_retention;
         match &job.work {
             Work::Token(account) => {
                 let token = self.tokens.generator.generate()?;
@@ -158,7 +165,7 @@ impl TokenWriter {
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
                     locale: job.locale.clone(),
-                    retain_until: window.max(expires_at),
+                    retain_until: retain_until(now, self.event_retention, Some(expires_at)),
                 };
                 let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
                 Ok(OutboxWrite { token: Some(new_token), event, cap })
@@ -176,7 +183,7 @@ impl TokenWriter {
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
                     locale: job.locale.clone(),
-                    retain_until: window,
+                    retain_until: retain_until(now, self.event_retention, None),
                 };
                 Ok(OutboxWrite { token: None, event, cap: None })
             }
