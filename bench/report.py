@@ -22,7 +22,11 @@ def sh(cmd):
 
 
 rows, diffs, events, floods = [], [], [], []
+revision = None
 for line in open(sys.argv[1]):
+    if line.startswith("REV "):
+        revision = line.split()[1]
+        continue
     parts = [p.strip() for p in line.strip().strip("|").split("|")]
     kind = line.split(" ", 1)[0]
     if kind == "ROW":
@@ -64,7 +68,7 @@ memory = sh("free -g | awk '/Mem:/ {print $2}'")
 pg_server = sh("psql postgres://postgres@127.0.0.1:5432/test -Atc 'show server_version'")
 w(f"- CPU: {sh('nproc')} cores, {cpu}")
 w(f"- Memory: {memory} GiB; kernel {platform.release()}")
-w(f"- {sh('rustc --version')}; pwreset {sh('git rev-parse --short HEAD')}")
+w(f"- {sh('rustc --version')}; pwreset {revision or sh('git rev-parse --short HEAD')}")
 w(f"- {sh('psql --version')} (server: {pg_server})\n")
 
 for db in ["sqlite", "postgres"]:

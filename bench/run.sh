@@ -95,6 +95,6 @@ for conc in 2 16; do
   load none argon2-bound "$conc"
 done
 
-cp "$rows" bench/last-run.txt
+{ echo "REV $(git rev-parse --short HEAD)"; cat "$rows"; } > bench/last-run.txt
 python3 bench/report.py bench/last-run.txt > BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
