@@ -104,10 +104,6 @@ impl RawToken {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
-    pub fn into_exposed(self) -> String {
-        self.0
-    }
 }
 
 impl fmt::Debug for RawToken {

@@ -30,8 +30,4 @@ impl EventBus {
     pub fn watch(&self) -> watch::Receiver<i64> {
         self.newest.subscribe()
     }
-
-    pub fn subscriber_count(&self) -> usize {
-        self.newest.receiver_count()
-    }
 }

@@ -31,8 +31,7 @@ impl AccountServiceRpc for AccountGrpc {
         &self,
         req: Request<VerifyPasswordRequest>,
     ) -> Result<Response<VerifyPasswordResponse>, Status> {
-        let client = self.clients.client(req.metadata(), req.remote_addr());
-        tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
+        let client = self.clients.of(&req);
         let VerifyPasswordRequest { email, password } = req.into_inner();
         let valid = self.accounts.verify_password(&email, Password::new(password), &client).await?;
         Ok(Response::new(VerifyPasswordResponse {

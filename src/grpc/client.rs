@@ -32,6 +32,13 @@ impl Default for ClientIpSettings {
 }
 
 impl ClientIpSettings {
+    /// The end user behind a request, also recorded as `client_ip` on the RPC's span.
+    pub fn of<T>(&self, request: &tonic::Request<T>) -> ClientInfo {
+        let client = self.client(request.metadata(), request.remote_addr());
+        tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
+        client
+    }
+
     pub fn client(&self, metadata: &MetadataMap, peer: Option<SocketAddr>) -> ClientInfo {
         let forwarded = metadata
             .get(self.forwarded_for_header.as_str())

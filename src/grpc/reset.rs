@@ -28,9 +28,7 @@ pub struct ResetGrpc {
 
 impl ResetGrpc {
     fn client<T>(&self, req: &Request<T>) -> ClientInfo {
-        let client = self.clients.client(req.metadata(), req.remote_addr());
-        tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
-        client
+        self.clients.of(req)
     }
 }
 

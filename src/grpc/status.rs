@@ -8,8 +8,8 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::domain::Error;
 
-/// What a caller is told to wait when the hashing queue is full.
-const HASHING_BUSY_RETRY: Duration = Duration::from_secs(1);
+/// What a caller is told to wait when the hashing queue or the reset queue is full.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
@@ -44,12 +44,12 @@ impl From<Error> for Status {
             Error::HashingBusy => Status::with_error_details(
                 Code::ResourceExhausted,
                 "password hashing is at capacity; retry later",
-                ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
+                ErrorDetails::with_retry_info(Some(BUSY_RETRY)),
             ),
             Error::ResetBusy => Status::with_error_details(
                 Code::ResourceExhausted,
                 "the service is busy; retry later",
-                ErrorDetails::with_retry_info(Some(HASHING_BUSY_RETRY)),
+                ErrorDetails::with_retry_info(Some(BUSY_RETRY)),
             ),
             Error::CursorExpired => {
                 Status::out_of_range("after_sequence is older than the retained events; resubscribe without it")
