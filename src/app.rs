@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ServerSettings};
 use crate::domain::accounts::AccountService;
+use crate::domain::cache::{self, TokenCache};
 use crate::domain::clock::SharedClock;
 use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
@@ -33,7 +34,7 @@ use crate::grpc::reset::ResetGrpc;
 use crate::proto;
 use crate::proto::account_service_server::AccountServiceServer;
 use crate::proto::password_reset_service_server::PasswordResetServiceServer;
-use crate::store::Store;
+use crate::store::{Notice, Store};
 
 /// Transport settings, chosen deliberately; the README explains each.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,9 +103,11 @@ impl App {
             config.previous_keys.iter().map(|k| k.digest_key()).collect(),
         );
         let shutdown = CancellationToken::new();
+        let cache = Arc::new(TokenCache::new(config.tokens.cache_ttl, cache::DEFAULT_CAPACITY, Arc::clone(&clock)));
         let feed = EventFeed::new(
             store.clone(),
             bus.clone(),
+            Arc::clone(&cache),
             sealer.clone(),
             Arc::clone(&clock),
             config.events.poll_interval,
@@ -117,6 +120,7 @@ impl App {
             TokenWriter {
                 store: store.clone(),
                 digester: digester.clone(),
+                cache: Arc::clone(&cache),
                 sealer: sealer.clone(),
                 tokens: config.tokens.clone(),
                 clock: Arc::clone(&clock),
@@ -130,6 +134,7 @@ impl App {
             store: store.clone(),
             hasher: Arc::clone(&hasher),
             digester,
+            cache: Arc::clone(&cache),
             tokens: config.tokens,
             passwords: config.passwords.clone(),
             clock: Arc::clone(&clock),
@@ -149,6 +154,7 @@ impl App {
             clock,
             limits: Arc::clone(&limits),
             guard: Arc::clone(&guard),
+            cache: Arc::clone(&cache),
         });
         let metrics_listener = match config.server.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?),
@@ -254,13 +260,19 @@ impl App {
         ));
 
         if self.store.is_postgres() {
-            // Commits by other replicas wake this replica's subscribers at once.
-            let bus = self.bus.clone();
+            // Commits by other replicas wake this replica's subscribers at once, and their
+            // deactivations empty this replica's token cache for the account.
+            let (bus, cache) = (self.bus.clone(), Arc::clone(&self.reset.cache));
             let (listening, ready) = tokio::sync::oneshot::channel();
-            let follow =
-                crate::store::follow_commits(self.database_url.clone(), self.shutdown.clone(), listening, move |seq| {
-                    bus.published(seq)
-                });
+            let follow = crate::store::follow_commits(
+                self.database_url.clone(),
+                self.shutdown.clone(),
+                listening,
+                move |notice| match notice {
+                    Notice::Committed(sequence) => bus.published(sequence),
+                    Notice::Revoked(account_id) => cache.forget(account_id, None),
+                },
+            );
             tokio::spawn(follow);
             // Serve once LISTEN is in place, so no commit after start-up goes unannounced;
             // if it cannot be set up, subscribers still poll.

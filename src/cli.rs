@@ -88,6 +88,12 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_TOKEN_TTL", default_value = "30m", value_parser = humantime::parse_duration, global = true)]
     pub token_ttl: std::time::Duration,
 
+    /// How long this replica trusts a cached live token for ValidateToken and Confirm's
+    /// look-up before reading it again (0 turns the cache off). Changes made anywhere
+    /// reach the cache through events and NOTIFY long before; this bounds what is missed.
+    #[arg(long, env = "PWRESET_TOKEN_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub token_cache_ttl: std::time::Duration,
+
     /// Token generator.
     #[arg(long, env = "PWRESET_TOKEN_GENERATOR", value_enum, default_value_t = GeneratorKind::Bytes, global = true)]
     pub token_generator: GeneratorKind,

@@ -154,6 +154,9 @@ impl TryFrom<&Settings> for Config {
         if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600) {
             bail!("--token-ttl must be between 1m and 7d");
         }
+        if s.token_cache_ttl > Duration::from_secs(60) {
+            bail!("--token-cache-ttl must be at most 1m");
+        }
 
         if s.password_min_length < LOWEST_MIN_LENGTH {
             bail!("--password-min-length must be at least {LOWEST_MIN_LENGTH}");
@@ -215,6 +218,7 @@ impl TryFrom<&Settings> for Config {
             tokens: TokenPolicy {
                 generator,
                 ttl: s.token_ttl,
+                cache_ttl: s.token_cache_ttl,
                 allow_without_usable_password: s.allow_reset_without_password,
             },
             passwords: PasswordPolicy {

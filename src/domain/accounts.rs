@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::info;
 use uuid::Uuid;
 
+use super::cache::TokenCache;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
@@ -23,6 +24,7 @@ pub struct AccountService {
     pub(crate) clock: SharedClock,
     pub(crate) limits: Arc<Limits>,
     pub(crate) guard: Arc<FailureGuard>,
+    pub(crate) cache: Arc<TokenCache>,
 }
 
 pub fn parse_account_id(raw: &str) -> Result<Uuid> {
@@ -82,6 +84,9 @@ impl AccountService {
     pub async fn set_active(&self, account_id: &str, active: bool) -> Result<Account> {
         let id = parse_account_id(account_id)?;
         let account = self.store.set_active(id, active, self.clock.now()).await?.ok_or(Error::AccountNotFound)?;
+        if !active {
+            self.cache.forget(id, None);
+        }
         info!(account_id = %id, active, "account activity set");
         Ok(account)
     }

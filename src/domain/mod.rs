@@ -3,6 +3,7 @@
 //! persists through `store`, which owns every transaction.
 
 pub mod accounts;
+pub mod cache;
 pub mod clock;
 pub mod email;
 pub mod error;

@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{Span, info};
 
 use super::ClientInfo;
+use super::cache::TokenCache;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
@@ -27,6 +28,7 @@ pub struct ResetService {
     pub(crate) store: Store,
     pub(crate) hasher: Arc<Hasher>,
     pub(crate) digester: TokenDigester,
+    pub(crate) cache: Arc<TokenCache>,
     pub(crate) tokens: TokenPolicy,
     pub(crate) passwords: PasswordPolicy,
     pub(crate) clock: SharedClock,
@@ -122,6 +124,8 @@ impl ResetService {
         };
         let confirmation = Confirmation { token_id: record.id, account_id: account.id, password_hash, now };
         let result = self.store.confirm(confirmation, event).await;
+        // Whether it won or lost the race, the account's tokens changed.
+        self.cache.forget(account.id, None);
         let outcome = match &result {
             Ok(_) => "password_changed",
             Err(Error::TokenNotFound) => "lost_race",
@@ -133,15 +137,26 @@ impl ResetService {
         Ok(())
     }
 
-    /// Finds a live token; any other state is the same `TokenNotFound`, with the reason
-    /// only in the span. An expired token presented is deleted.
+    /// Finds a live token, in this replica's cache or else in the database; any other
+    /// state is the same `TokenNotFound`, with the reason only in the span. An expired
+    /// token presented is deleted.
     async fn live_token(&self, token: &RawToken) -> Result<TokenRecord> {
+        let digest = self.digester.digest(token);
+        if let Some(record) = self.cache.get(&digest) {
+            metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
+            return Ok(record);
+        }
+        metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
+        let epoch = self.cache.epoch();
         let Some(record) = self.store.token_by_digests(&self.digester.candidates(token)).await? else {
             Span::current().record("token_state", "unknown");
             return Err(Error::TokenNotFound);
         };
         match record.refusal(self.clock.now()) {
-            None => Ok(record),
+            None => {
+                self.cache.insert_read(epoch, &digest, &record);
+                Ok(record)
+            }
             Some(reason) => {
                 Span::current().record("token_state", reason);
                 if reason == "expired" {

@@ -71,6 +71,8 @@ pub struct TokenPolicy {
     pub generator: TokenGenerator,
     /// How long a token stays live (default 30 minutes).
     pub ttl: Duration,
+    /// How long a replica trusts a cached live token (default 10 s; zero: no cache).
+    pub cache_ttl: Duration,
     /// Whether an account without a usable password may reset (default: no, as in
     /// django-rest-passwordreset).
     pub allow_without_usable_password: bool,
@@ -81,6 +83,7 @@ impl Default for TokenPolicy {
         Self {
             generator: TokenGenerator::default(),
             ttl: Duration::from_secs(30 * 60),
+            cache_ttl: Duration::from_secs(10),
             allow_without_usable_password: false,
         }
     }

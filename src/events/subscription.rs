@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::bus::EventBus;
 use super::seal::Sealer;
 use super::{Event, Payload};
+use crate::domain::cache::TokenCache;
 use crate::domain::clock::SharedClock;
 use crate::domain::{Error, Result};
 use crate::store::{EventKind, Store, StoredEvent};
@@ -32,6 +33,8 @@ pub struct EventFeed {
 struct Inner {
     store: Store,
     bus: EventBus,
+    /// Dropped from as events show accounts' tokens changing (on any replica).
+    cache: Arc<TokenCache>,
     sealer: Sealer,
     clock: SharedClock,
     poll_interval: Duration,
@@ -64,9 +67,11 @@ impl Drop for CursorSlot<'_> {
 }
 
 impl EventFeed {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         bus: EventBus,
+        cache: Arc<TokenCache>,
         sealer: Sealer,
         clock: SharedClock,
         poll_interval: Duration,
@@ -77,6 +82,7 @@ impl EventFeed {
         let inner = Inner {
             store,
             bus,
+            cache,
             sealer,
             clock,
             poll_interval,
@@ -162,6 +168,7 @@ impl Inner {
                     let full = batch.len() as u64 == BATCH;
                     for stored in batch {
                         cursor = stored.sequence;
+                        self.forget_changed_tokens(&stored);
                         let event = Arc::new(self.deliverable(stored));
                         // Position first, then send: a subscriber that reads position P
                         // after subscribing receives every event above P.
@@ -256,6 +263,15 @@ impl Inner {
             return Err(Error::CursorExpired);
         }
         Ok(())
+    }
+
+    /// A new token revoked the account's others; a password change revoked them all.
+    fn forget_changed_tokens(&self, e: &StoredEvent) {
+        match e.kind {
+            EventKind::TokenCreated => self.cache.forget(e.account_id, e.token_id),
+            EventKind::PasswordChanged => self.cache.forget(e.account_id, None),
+            EventKind::ResetRequestedForUnknownEmail => {}
+        }
     }
 
     fn deliverable(&self, e: StoredEvent) -> Event {

@@ -7,6 +7,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::accounts;
+use super::outbox::notify_revoked;
 use super::tokens::revoke_live_tokens;
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::email::Email;
@@ -74,7 +75,8 @@ impl Store {
             return Ok(None);
         }
         if !active {
-            revoke_live_tokens(&txn, id, None, now).await?;
+            revoke_live_tokens(&txn, &[id], None, now).await?;
+            notify_revoked(&txn, id).await?;
         }
         let row = accounts::Entity::find_by_id(id).one(&txn).await.db()?;
         txn.commit().await.db()?;

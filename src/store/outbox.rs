@@ -1,14 +1,15 @@
 //! The outbox: writing events (with the tokens they announce, group-committed), reading
 //! them back in sequence order, retention, and PostgreSQL commit notifications.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    SqlErr, TransactionTrait, Value,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait, Value,
 };
 use tracing::instrument;
 use uuid::Uuid;
@@ -23,6 +24,18 @@ use crate::events::seal::SealedToken;
 const OUTBOX_LOCK_KEY: i64 = 0x7077_7265_7365_7401;
 /// PostgreSQL channel on which every outbox commit is announced to all replicas.
 pub const EVENTS_CHANNEL: &str = "pwreset_events";
+/// PostgreSQL channel on which a revocation that has no event of its own (deactivating
+/// an account) is announced, with the account's id, so replicas drop cached tokens.
+pub const REVOKED_CHANNEL: &str = "pwreset_tokens_revoked";
+
+/// A PostgreSQL notification, as [`follow_commits`] passes it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// An outbox commit, with its newest sequence.
+    Committed(i64),
+    /// The account's tokens were revoked without an event.
+    Revoked(Uuid),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -77,12 +90,20 @@ pub struct TokenCap {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
-    /// Stored; the event's sequence.
-    Created(i64),
+    /// Stored.
+    Created,
     /// The account reached its cap: nothing stored.
     Capped,
     /// Another token has the same digest (plausible only for short numeric codes).
     DigestTaken,
+}
+
+/// What [`Store::write_outbox`] did with each entry, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub outcomes: Vec<Inserted>,
+    /// The highest sequence written, if any entry was.
+    pub newest: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,31 +114,47 @@ pub struct PurgeCounts {
 
 impl Store {
     /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
-    /// the batch), each in a savepoint of its own. An entry with a token first revokes
-    /// the account's earlier live tokens, unless the account already had `cap` tokens
-    /// created in the cap's window (counted from the outbox, so the cap holds across
-    /// replicas) or the digest is taken: then that entry changes nothing.
+    /// the batch). An entry with a token revokes the account's earlier live tokens,
+    /// unless the account already had `cap` tokens created in the cap's window (counted
+    /// from the outbox, so the cap holds across replicas) or the digest is taken: then
+    /// that entry changes nothing. The result is the same as writing the entries one
+    /// after another, in order.
+    ///
+    /// The batch is written with a fixed number of set-based statements (one grouped cap
+    /// count, one revocation, one multi-row insert per table), whatever its size. Only if
+    /// a digest is already taken (plausible with short numeric codes alone) is it
+    /// written again entry by entry, each in a savepoint, to find the colliding ones.
     #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
-    pub async fn write_outbox(&self, writes: Vec<OutboxWrite>) -> Result<Vec<Inserted>> {
+    pub async fn write_outbox(&self, writes: Vec<OutboxWrite>) -> Result<Written> {
         let txn = self.db.begin().await.db()?;
         if txn.get_database_backend() == DatabaseBackend::Postgres {
             // Serialise with other replicas' writers before counting, so two racing
             // requests for one account cannot both pass the cap.
             outbox_lock(&txn).await?;
+        } else {
+            // Write first, so SQLite takes its write lock before the cap count reads and
+            // the transaction never has to upgrade a read snapshot that went stale.
+            event_retention::Entity::update_many()
+                .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
+                .filter(event_retention::Column::Id.eq(1))
+                .exec(&txn)
+                .await
+                .db()?;
         }
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            let entry = txn.begin().await.db()?;
-            let outcome = write_one(&entry, write).await?;
-            if matches!(outcome, Inserted::Created(_)) {
-                entry.commit().await.db()?;
-            } else {
-                entry.rollback().await.db()?;
+        let outcomes = apply_caps(&txn, &writes).await?;
+        let set = txn.begin().await.db()?;
+        let written = match write_set(&set, &writes, &outcomes).await? {
+            Some(newest) => {
+                set.commit().await.db()?;
+                Written { outcomes, newest }
             }
-            outcomes.push(outcome);
-        }
+            None => {
+                set.rollback().await.db()?;
+                write_each(&txn, writes, outcomes).await?
+            }
+        };
         txn.commit().await.db()?;
-        Ok(outcomes)
+        Ok(written)
     }
 
     /// Up to `limit` retained events with a sequence above `after`, oldest first.
@@ -204,47 +241,156 @@ impl Store {
     }
 }
 
-/// One outbox entry, inside its savepoint; see [`Store::write_outbox`].
-async fn write_one<C: ConnectionTrait>(db: &C, write: OutboxWrite) -> Result<Inserted> {
-    let OutboxWrite { token, event, cap } = write;
-    if let Some(token) = token {
-        // The first statement writes, so SQLite takes its write lock up front and two
-        // writers never deadlock upgrading a read lock.
-        revoke_live_tokens(db, token.account_id, None, token.created_at).await?;
-        if let Some(cap) = cap {
-            let recent = events::Entity::find()
-                .filter(events::Column::AccountId.eq(token.account_id))
-                .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
-                .filter(events::Column::OccurredAt.gt(millis(cap.since)))
-                .count(db)
-                .await
-                .db()?;
-            if recent >= u64::from(cap.max) {
-                // Rolled back whole, revocation included: requests past the cap must not
-                // let anyone keep invalidating the account's latest token.
-                return Ok(Inserted::Capped);
+/// Decides, in order, which entries the per-account cap lets through, with one grouped
+/// count for the whole batch. `Capped` entries change nothing, not even a revocation:
+/// requests past the cap must not let anyone keep invalidating the latest token.
+async fn apply_caps<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<Vec<Inserted>> {
+    let capped: Vec<(Uuid, TokenCap)> =
+        writes.iter().filter_map(|w| Some((w.token.as_ref()?.account_id, w.cap?))).collect();
+    let mut remaining: HashMap<Uuid, i64> = HashMap::new();
+    if let Some(since) = capped.iter().map(|(_, cap)| cap.since).min() {
+        // The earliest window start in the batch: it can only count more, never fewer.
+        let accounts: HashSet<Uuid> = capped.iter().map(|(account, _)| *account).collect();
+        let recent: Vec<(Uuid, i64)> = events::Entity::find()
+            .select_only()
+            .column(events::Column::AccountId)
+            .column_as(events::Column::Sequence.count(), "recent")
+            .filter(events::Column::AccountId.is_in(accounts))
+            .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
+            .filter(events::Column::OccurredAt.gt(millis(since)))
+            .group_by(events::Column::AccountId)
+            .into_tuple()
+            .all(db)
+            .await
+            .db()?;
+        remaining.extend(recent);
+    }
+    Ok(writes
+        .iter()
+        .map(|w| match (&w.token, w.cap) {
+            (Some(token), Some(cap)) => {
+                let used = remaining.entry(token.account_id).or_insert(0);
+                if *used >= i64::from(cap.max) {
+                    Inserted::Capped
+                } else {
+                    *used += 1;
+                    Inserted::Created
+                }
             }
+            _ => Inserted::Created,
+        })
+        .collect())
+}
+
+/// Writes the entries `outcomes` lets through with set-based statements. `None` when
+/// a digest is already taken: the caller rolls back and writes entry by entry.
+async fn write_set<C: ConnectionTrait>(
+    db: &C,
+    writes: &[OutboxWrite],
+    outcomes: &[Inserted],
+) -> Result<Option<Option<i64>>> {
+    let accepted: Vec<&OutboxWrite> =
+        writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created).map(|(w, _)| w).collect();
+    if accepted.is_empty() {
+        return Ok(Some(None));
+    }
+    // Each account's newest token in the batch stays live; the batch's earlier ones for
+    // that account are stored already revoked, as writing them in turn would leave them.
+    let mut newest_token: HashMap<Uuid, &NewToken> = HashMap::new();
+    for token in accepted.iter().filter_map(|w| w.token.as_ref()) {
+        newest_token.insert(token.account_id, token);
+    }
+    if let Some(now) = newest_token.values().map(|t| t.created_at).max() {
+        let accounts: Vec<Uuid> = newest_token.keys().copied().collect();
+        revoke_live_tokens(db, &accounts, None, now).await?;
+    }
+    let superseded_at = |token: &NewToken| {
+        let newest = newest_token.get(&token.account_id)?;
+        (newest.id != token.id).then_some(newest.created_at)
+    };
+    let tokens = accepted.iter().filter_map(|w| w.token.as_ref()).map(|t| token_model(t.clone(), superseded_at(t)));
+    match reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await {
+        Ok(_) => {}
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+        Err(e) => return Err(classify(e)),
+    }
+    let events = accepted.iter().map(|w| {
+        let mut event = w.event.clone();
+        if w.token.as_ref().is_some_and(|t| superseded_at(t).is_some()) {
+            event.sealed_token = None;
         }
-        let model = reset_tokens::ActiveModel {
-            id: Set(token.id),
-            account_id: Set(token.account_id),
-            digest: Set(token.digest.0.to_vec()),
-            created_at: Set(millis(token.created_at)),
-            expires_at: Set(millis(token.expires_at)),
-            used_at: Set(None),
-            revoked_at: Set(None),
-            client_ip: Set(token.client_ip),
-            user_agent: Set(token.user_agent),
-        };
-        match reset_tokens::Entity::insert(model).exec_without_returning(db).await {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(Inserted::DigestTaken);
+        event_model(event)
+    });
+    events::Entity::insert_many(events).exec_without_returning(db).await.db()?;
+    // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
+    // it commits, so the highest sequence now is this batch's last event.
+    let newest = events::Entity::find()
+        .select_only()
+        .column_as(events::Column::Sequence.max(), "max")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await
+        .db()?
+        .flatten();
+    if let Some(sequence) = newest {
+        notify(db, sequence).await?;
+    }
+    Ok(Some(newest))
+}
+
+/// The slow path of [`Store::write_outbox`]: each entry the cap let through in a
+/// savepoint of its own.
+async fn write_each(txn: &DatabaseTransaction, writes: Vec<OutboxWrite>, caps: Vec<Inserted>) -> Result<Written> {
+    let mut written = Written { outcomes: Vec::with_capacity(writes.len()), newest: None };
+    for (write, cap) in writes.into_iter().zip(caps) {
+        if cap == Inserted::Capped {
+            written.outcomes.push(cap);
+            continue;
+        }
+        let entry = txn.begin().await.db()?;
+        let outcome = match write_one(&entry, write).await? {
+            Some(sequence) => {
+                entry.commit().await.db()?;
+                written.newest = written.newest.max(Some(sequence));
+                Inserted::Created
             }
+            None => {
+                entry.rollback().await.db()?;
+                Inserted::DigestTaken
+            }
+        };
+        written.outcomes.push(outcome);
+    }
+    Ok(written)
+}
+
+fn token_model(token: NewToken, revoked_at: Option<DateTime<Utc>>) -> reset_tokens::ActiveModel {
+    reset_tokens::ActiveModel {
+        id: Set(token.id),
+        account_id: Set(token.account_id),
+        digest: Set(token.digest.0.to_vec()),
+        created_at: Set(millis(token.created_at)),
+        expires_at: Set(millis(token.expires_at)),
+        used_at: Set(None),
+        revoked_at: Set(revoked_at.map(millis)),
+        client_ip: Set(token.client_ip),
+        user_agent: Set(token.user_agent),
+    }
+}
+
+/// One outbox entry that the cap let through, inside its savepoint; `None` if its
+/// digest is taken.
+async fn write_one<C: ConnectionTrait>(db: &C, write: OutboxWrite) -> Result<Option<i64>> {
+    let OutboxWrite { token, event, .. } = write;
+    if let Some(token) = token {
+        revoke_live_tokens(db, &[token.account_id], None, token.created_at).await?;
+        match reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
             Err(e) => return Err(classify(e)),
         }
     }
-    Ok(Inserted::Created(insert_event(db, event).await?))
+    Ok(Some(insert_event(db, event).await?))
 }
 
 /// Takes the transaction-scoped outbox lock (PostgreSQL only; re-entrant).
@@ -260,11 +406,34 @@ pub(super) async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent)
         // commit order, so a reader that has seen N never later finds a new event < N.
         outbox_lock(db).await?;
     }
+    let sequence = events::Entity::insert(event_model(event)).exec(db).await.db()?.last_insert_id;
+    notify(db, sequence).await?;
+    Ok(sequence)
+}
+
+/// Announces an outbox commit to every listening replica (PostgreSQL only): delivered
+/// when, and only if, the transaction commits.
+async fn notify<C: ConnectionTrait>(db: &C, sequence: i64) -> Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{EVENTS_CHANNEL}', '{sequence}')")).await.db()?;
+    }
+    Ok(())
+}
+
+/// Announces a revocation without an event (PostgreSQL only), on commit.
+pub(super) async fn notify_revoked<C: ConnectionTrait>(db: &C, account_id: Uuid) -> Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{REVOKED_CHANNEL}', '{account_id}')")).await.db()?;
+    }
+    Ok(())
+}
+
+fn event_model(event: StoredEvent) -> events::ActiveModel {
     let (sealed_token, key_id) = match event.sealed_token {
         Some(s) => (Some(s.bytes), Some(s.key_id)),
         None => (None, None),
     };
-    let model = events::ActiveModel {
+    events::ActiveModel {
         sequence: NotSet,
         occurred_at: Set(millis(event.occurred_at)),
         kind: Set(event.kind as i16),
@@ -278,38 +447,36 @@ pub(super) async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent)
         user_agent: Set(event.user_agent),
         locale: Set(event.locale),
         retain_until: Set(millis(event.retain_until)),
-    };
-    let sequence = events::Entity::insert(model).exec(db).await.db()?.last_insert_id;
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        // Delivered to every listening replica when (and only if) the transaction commits.
-        db.execute_unprepared(&format!("SELECT pg_notify('{EVENTS_CHANNEL}', '{sequence}')")).await.db()?;
     }
-    Ok(sequence)
 }
 
-/// Calls `on_commit` with the sequence of every outbox commit announced on PostgreSQL
-/// by any replica, until `stop`. Reconnects after failures; subscribers also poll, so a
-/// notification lost meanwhile only delays delivery. `listening` fires once the first
-/// LISTEN is in place.
+/// Calls `on_notice` with every outbox commit and every revocation announced on
+/// PostgreSQL by any replica, until `stop`. Reconnects after failures; subscribers also
+/// poll and token caches expire, so a notification lost meanwhile only delays things.
+/// `listening` fires once the first LISTEN is in place.
 pub async fn follow_commits(
     url: String,
     stop: tokio_util::sync::CancellationToken,
     listening: tokio::sync::oneshot::Sender<()>,
-    on_commit: impl Fn(i64),
+    on_notice: impl Fn(Notice),
 ) {
     use sea_orm::sqlx::postgres::PgListener;
     let mut listening = Some(listening);
     loop {
         let follow = async {
             let mut listener = PgListener::connect(&url).await?;
-            listener.listen(EVENTS_CHANNEL).await?;
+            listener.listen_all([EVENTS_CHANNEL, REVOKED_CHANNEL]).await?;
             if let Some(ready) = listening.take() {
                 let _ = ready.send(());
             }
             loop {
                 let notification = listener.recv().await?;
-                if let Ok(sequence) = notification.payload().parse() {
-                    on_commit(sequence);
+                let notice = match notification.channel() {
+                    REVOKED_CHANNEL => notification.payload().parse().ok().map(Notice::Revoked),
+                    _ => notification.payload().parse().ok().map(Notice::Committed),
+                };
+                if let Some(notice) = notice {
+                    on_notice(notice);
                 }
             }
             #[allow(unreachable_code)]

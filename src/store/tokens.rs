@@ -123,25 +123,25 @@ impl Store {
             txn.rollback().await.db()?;
             return Err(Error::TokenNotFound);
         }
-        revoke_live_tokens(&txn, c.account_id, Some(c.token_id), c.now).await?;
+        revoke_live_tokens(&txn, &[c.account_id], Some(c.token_id), c.now).await?;
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
     }
 }
 
-/// Revokes the account's live tokens (all but `keep`) and destroys the sealed copies
-/// of every token of the account that is no longer live.
+/// Revokes the accounts' live tokens (all but `keep`) and destroys the sealed copies
+/// of every token of the accounts that is no longer live.
 pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
     db: &C,
-    account_id: Uuid,
+    accounts: &[Uuid],
     keep: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let now = millis(now);
     let mut revoke = reset_tokens::Entity::update_many()
         .col_expr(reset_tokens::Column::RevokedAt, Expr::value(now))
-        .filter(reset_tokens::Column::AccountId.eq(account_id))
+        .filter(reset_tokens::Column::AccountId.is_in(accounts.iter().copied()))
         .filter(reset_tokens::Column::UsedAt.is_null())
         .filter(reset_tokens::Column::RevokedAt.is_null());
     if let Some(keep) = keep {
@@ -150,7 +150,7 @@ pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
     revoke.exec(db).await.db()?;
     events::Entity::update_many()
         .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
-        .filter(events::Column::AccountId.eq(account_id))
+        .filter(events::Column::AccountId.is_in(accounts.iter().copied()))
         .filter(events::Column::SealedToken.is_not_null())
         .exec(db)
         .await

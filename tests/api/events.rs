@@ -251,10 +251,6 @@ async fn rotating_the_server_key_keeps_live_tokens_and_sealed_events_readable() 
     assert!(rotated.verify("ada@example.com", OTHER_STRONG).await);
 }
 
-fn app_is_postgres() -> bool {
-    std::env::var("PWRESET_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
-}
-
 #[tokio::test]
 async fn hundreds_of_subscribers_each_get_every_event() {
     const SUBSCRIBERS: usize = 200;

@@ -221,6 +221,24 @@ fn rand_key() -> [u8; 32] {
     key
 }
 
+/// Whether this run's tests use PostgreSQL (PWRESET_TEST_DATABASE_URL set).
+pub fn app_is_postgres() -> bool {
+    std::env::var("PWRESET_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
+}
+
+/// Re-checks `condition` until it holds, failing after 5 s (a bound on failure).
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} within 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The next event, or a failure after 5 s (a bound on failure, not a wait).
 pub async fn next_event(stream: &mut Streaming<Event>) -> Event {
     tokio::time::timeout(Duration::from_secs(5), stream.message())

@@ -1,0 +1,147 @@
+//! The token writer's batch, straight against the database: written set-based, it must
+//! leave exactly what writing its entries one after another would.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pwreset::domain::token::TokenDigest;
+use pwreset::events::seal::SealedToken;
+use pwreset::store::entity::{events, reset_tokens};
+use pwreset::store::{EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, millis};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Option<TokenCap>) -> OutboxWrite {
+    let id = Uuid::now_v7();
+    let expires_at = now + Duration::from_secs(1800);
+    let token = NewToken {
+        id,
+        account_id,
+        digest: TokenDigest(digest),
+        created_at: now,
+        expires_at,
+        client_ip: "203.0.113.9".into(),
+        user_agent: "test".into(),
+    };
+    let event = StoredEvent {
+        sequence: 0,
+        occurred_at: now,
+        kind: EventKind::TokenCreated,
+        account_id,
+        email: "someone@example.com".into(),
+        token_id: Some(id),
+        sealed_token: Some(SealedToken { key_id: 1, bytes: vec![7; 40] }),
+        expires_at: Some(expires_at),
+        client_ip: "203.0.113.9".into(),
+        user_agent: "test".into(),
+        locale: "en-GB".into(),
+        retain_until: expires_at,
+    };
+    OutboxWrite { token: Some(token), event, cap }
+}
+
+fn unknown_email_write(now: DateTime<Utc>) -> OutboxWrite {
+    let event = StoredEvent {
+        sequence: 0,
+        occurred_at: now,
+        kind: EventKind::ResetRequestedForUnknownEmail,
+        account_id: Uuid::nil(),
+        email: "nobody@example.com".into(),
+        token_id: None,
+        sealed_token: None,
+        expires_at: None,
+        client_ip: "203.0.113.9".into(),
+        user_agent: "test".into(),
+        locale: "en-GB".into(),
+        retain_until: now + Duration::from_secs(3600),
+    };
+    OutboxWrite { token: None, event, cap: None }
+}
+
+async fn token(store_url: &str, id: Uuid) -> Option<reset_tokens::Model> {
+    let db = sea_orm::Database::connect(store_url).await.unwrap();
+    let row = reset_tokens::Entity::find_by_id(id).one(&db).await.unwrap();
+    db.close().await.unwrap();
+    row
+}
+
+async fn event_of(store_url: &str, token_id: Uuid) -> Option<events::Model> {
+    let db = sea_orm::Database::connect(store_url).await.unwrap();
+    let row = events::Entity::find().filter(events::Column::TokenId.eq(token_id)).one(&db).await.unwrap();
+    db.close().await.unwrap();
+    row
+}
+
+fn id_of(write: &OutboxWrite) -> Uuid {
+    write.token.as_ref().unwrap().id
+}
+
+#[tokio::test]
+async fn a_batch_revokes_caps_and_supersedes_as_writing_in_turn_would() {
+    let app = TestApp::spawn().await;
+    let a = app.create_account("a@example.com", Some(STRONG)).await.account_id.parse().unwrap();
+    let b = app.create_account("b@example.com", Some(STRONG)).await.account_id.parse().unwrap();
+    app.new_token("a@example.com").await; // one TokenCreated for `a` already
+    let store = Store::connect(app.db.url(), 2).await.unwrap();
+    let url = app.db.url();
+
+    let now = app.clock_now();
+    let cap = Some(TokenCap { max: 3, since: now - Duration::from_secs(3600) });
+    let batch = vec![
+        token_write(a, [1; 32], now, cap),
+        token_write(a, [2; 32], now, cap),
+        token_write(a, [3; 32], now, cap), // the fourth in the window: capped
+        token_write(b, [4; 32], now, cap),
+        unknown_email_write(now),
+    ];
+    let ids: Vec<Uuid> = batch.iter().filter(|w| w.token.is_some()).map(id_of).collect();
+    let written = store.write_outbox(batch).await.unwrap();
+
+    use Inserted::*;
+    assert_eq!(written.outcomes, vec![Created, Created, Capped, Created, Created]);
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let newest = events::Entity::find().order_by_desc(events::Column::Sequence).one(&db).await.unwrap().unwrap();
+    assert_eq!(written.newest, Some(newest.sequence));
+    assert_eq!(newest.kind, EventKind::ResetRequestedForUnknownEmail as i16, "entries keep their order");
+    let a_tokens = reset_tokens::Entity::find().filter(reset_tokens::Column::AccountId.eq(a)).all(&db).await.unwrap();
+    db.close().await.unwrap();
+
+    // `a`: the earlier token and the batch's first are revoked, its second is live, the
+    // capped third was never written.
+    assert_eq!(a_tokens.len(), 3);
+    assert_eq!(a_tokens.iter().filter(|t| t.revoked_at.is_none()).map(|t| t.id).collect::<Vec<_>>(), vec![ids[1]]);
+    let superseded = token(url, ids[0]).await.unwrap();
+    assert_eq!(superseded.revoked_at, Some(millis(now)));
+    assert!(event_of(url, ids[0]).await.unwrap().sealed_token.is_none(), "a revoked token's sealed copy is gone");
+    assert!(event_of(url, ids[1]).await.unwrap().sealed_token.is_some());
+    assert!(token(url, ids[2]).await.is_none());
+    assert!(event_of(url, ids[2]).await.is_none());
+    // `b` is untouched by `a`'s cap.
+    assert!(token(url, ids[3]).await.unwrap().revoked_at.is_none());
+    assert!(event_of(url, ids[3]).await.unwrap().sealed_token.is_some());
+}
+
+#[tokio::test]
+async fn a_taken_digest_fails_only_its_own_entry() {
+    let app = TestApp::spawn().await;
+    let a = app.create_account("a@example.com", Some(STRONG)).await.account_id.parse().unwrap();
+    let b = app.create_account("b@example.com", Some(STRONG)).await.account_id.parse().unwrap();
+    let store = Store::connect(app.db.url(), 2).await.unwrap();
+    let url = app.db.url();
+    let now = app.clock_now();
+
+    let first = store.write_outbox(vec![token_write(a, [9; 32], now, None)]).await.unwrap();
+    assert_eq!(first.outcomes, vec![Inserted::Created]);
+    let batch = vec![token_write(b, [9; 32], now, None), token_write(b, [10; 32], now, None)];
+    let ids: Vec<Uuid> = batch.iter().map(id_of).collect();
+    let written = store.write_outbox(batch).await.unwrap();
+
+    assert_eq!(written.outcomes, vec![Inserted::DigestTaken, Inserted::Created]);
+    assert!(written.newest > first.newest);
+    assert!(token(url, ids[0]).await.is_none());
+    assert!(event_of(url, ids[0]).await.is_none());
+    assert!(token(url, ids[1]).await.unwrap().revoked_at.is_none());
+    assert!(event_of(url, ids[1]).await.unwrap().sealed_token.is_some());
+}
