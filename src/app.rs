@@ -145,6 +145,7 @@ impl App {
             writer,
             pending: Arc::new(Semaphore::new(max_pending)),
             max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
+            queue_wait: config.limits.reset_queue_wait,
         });
 
         let accounts = Arc::new(AccountService {

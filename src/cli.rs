@@ -188,6 +188,11 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_MAX_PENDING_RESETS", default_value_t = 1024, global = true)]
     pub max_pending_resets: usize,
 
+    /// How long a reset request waits for room among those in flight before it gets
+    /// RESOURCE_EXHAUSTED (0: refused at once).
+    #[arg(long, env = "PWRESET_RESET_QUEUE_WAIT", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
+    pub reset_queue_wait: std::time::Duration,
+
     /// Number of trusted proxies that append to the forwarded-for header.
     #[arg(long, env = "PWRESET_TRUSTED_PROXY_HOPS", default_value_t = 1, global = true)]
     pub trusted_proxy_hops: usize,

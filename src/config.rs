@@ -142,6 +142,7 @@ impl TryFrom<&Settings> for Config {
             verify_failures: (s.verify_failure_limit > 0)
                 .then_some(FailureLimit { failures: s.verify_failure_limit, lockout: s.verify_lockout }),
             max_pending_resets: s.max_pending_resets.max(1),
+            reset_queue_wait: s.reset_queue_wait,
         };
         if let Some(cap) = limits.account_tokens
             && cap.period > s.event_retention

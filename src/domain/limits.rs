@@ -81,6 +81,8 @@ pub struct RateLimits {
     pub verify_failures: Option<super::guard::FailureLimit>,
     /// Reset requests in flight.
     pub max_pending_resets: usize,
+    /// How long a reset request waits for room among those in flight.
+    pub reset_queue_wait: std::time::Duration,
 }
 
 impl Default for RateLimits {
@@ -93,6 +95,7 @@ impl Default for RateLimits {
             account_tokens: None,
             verify_failures: None,
             max_pending_resets: 1024,
+            reset_queue_wait: std::time::Duration::from_millis(100),
         }
     }
 }

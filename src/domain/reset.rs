@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Span, info};
 
 use super::ClientInfo;
@@ -43,6 +43,8 @@ pub struct ResetService {
     /// Bounds the reset requests in flight, including their work after the reply.
     pub(crate) pending: Arc<Semaphore>,
     pub(crate) max_pending: u32,
+    /// How long a request waits for a permit before it is refused.
+    pub(crate) queue_wait: Duration,
 }
 
 /// Logs a reset request that leads to nothing; the caller gets the usual OK.
@@ -67,7 +69,7 @@ impl ResetService {
         let email = Email::parse(email)?;
         let locale = parse_locale(locale)?;
         // Taken for every address, so a full queue answers the same for all of them.
-        let permit = Arc::clone(&self.pending).try_acquire_owned().map_err(|_| Error::ResetBusy)?;
+        let permit = self.permit().await?;
         let record = self.store.account_by_email(&email).await?;
         let work = match record {
             None if self.emit_unknown_account_events => Work::UnknownEmail(email),
@@ -81,6 +83,19 @@ impl ResetService {
         let job = Job { work, locale, client: client.clone(), permit, span: Span::current() };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
         self.writer.try_send(job).map_err(|_| Error::ResetBusy)
+    }
+
+    /// Room for one more request in flight, waiting up to `queue_wait` for it: a burst
+    /// that outruns the writer is slowed down to its pace (callers wait rather than
+    /// spin on refusals); beyond that it is refused.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.pending).try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.queue_wait, Arc::clone(&self.pending).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(Error::ResetBusy),
+        }
     }
 
     /// Waits until the token work queued by earlier replies is written (at shutdown).

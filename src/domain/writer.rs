@@ -105,10 +105,13 @@ impl TokenWriter {
             Err(e) => return Err((e, jobs)),
         };
         let tokens: Vec<NewToken> = writes.iter().filter_map(|w| w.token.clone()).collect();
+        let started = std::time::Instant::now();
+        metrics::histogram!("pwreset_writer_batch_size").record(writes.len() as f64);
         let written = match self.store.write_outbox(writes).await {
             Ok(written) => written,
             Err(e) => return Err((e, jobs)),
         };
+        metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
         self.cache_created(tokens, &written.outcomes, &jobs);
         let mut retry = Vec::new();
         for (job, outcome) in jobs.into_iter().zip(written.outcomes) {

@@ -11,8 +11,8 @@ mod tokens;
 
 pub use accounts::{AccountRecord, NewAccount};
 pub use outbox::{
-    EVENTS_CHANNEL, EventKind, Inserted, Notice, OutboxWrite, PurgeCounts, REVOKED_CHANNEL, StoredEvent, TokenCap,
-    Written, follow_commits,
+    EVENTS_CHANNEL, EventKind, Inserted, Notice, OUTBOX_LOCK_KEY, OutboxWrite, PurgeCounts, REVOKED_CHANNEL,
+    StoredEvent, TokenCap, Written, follow_commits,
 };
 pub use tokens::{Confirmation, NewToken, TokenRecord};
 

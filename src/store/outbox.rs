@@ -21,7 +21,7 @@ use crate::domain::Result;
 use crate::events::seal::SealedToken;
 
 /// Arbitrary, fixed key of the PostgreSQL advisory lock that serialises outbox writers.
-const OUTBOX_LOCK_KEY: i64 = 0x7077_7265_7365_7401;
+pub const OUTBOX_LOCK_KEY: i64 = 0x7077_7265_7365_7401;
 /// PostgreSQL channel on which every outbox commit is announced to all replicas.
 pub const EVENTS_CHANNEL: &str = "pwreset_events";
 /// PostgreSQL channel on which a revocation that has no event of its own (deactivating

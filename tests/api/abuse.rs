@@ -139,3 +139,68 @@ async fn errors_carry_no_hint_of_whether_an_account_exists() {
         assert_eq!(bad_request_fields(&status), ["locale"]);
     }
 }
+
+/// Keeps the token writer from finishing: holds SQLite's write lock, or on PostgreSQL
+/// the outbox lock, on a connection of its own until `COMMIT` / unlock.
+async fn stall_the_writer(app: &TestApp) -> sea_orm::DatabaseConnection {
+    use sea_orm::ConnectionTrait;
+    let mut options = sea_orm::ConnectOptions::new(app.db.url().to_owned());
+    options.max_connections(1).min_connections(1);
+    let db = sea_orm::Database::connect(options).await.unwrap();
+    let hold = if app_is_postgres() {
+        format!("SELECT pg_advisory_lock({})", pwreset::store::OUTBOX_LOCK_KEY)
+    } else {
+        "BEGIN IMMEDIATE".to_owned()
+    };
+    db.execute_unprepared(&hold).await.unwrap();
+    db
+}
+
+async fn release_the_writer(db: sea_orm::DatabaseConnection) {
+    use sea_orm::ConnectionTrait;
+    let release = if app_is_postgres() {
+        format!("SELECT pg_advisory_unlock({})", pwreset::store::OUTBOX_LOCK_KEY)
+    } else {
+        "COMMIT".to_owned()
+    };
+    db.execute_unprepared(&release).await.unwrap();
+    db.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn reset_requests_beyond_those_in_flight_wait_for_room_then_are_refused_alike() {
+    let one_in_flight = |wait: Duration| {
+        move |mut c: pwreset::Config| {
+            c.limits.max_pending_resets = 1;
+            c.limits.reset_queue_wait = wait;
+            c
+        }
+    };
+    // Two replicas on one database: `patient` waits up to 10 s for room, `hasty` 50 ms.
+    let patient = TestApp::spawn_with(one_in_flight(Duration::from_secs(10))).await;
+    let hasty = patient.sibling(one_in_flight(Duration::from_millis(50))).await;
+    patient.create_account("ada@example.com", Some(STRONG)).await;
+    let mut events = patient.subscribe(None).await;
+    let stalled = stall_the_writer(&patient).await;
+
+    // Accepted: each holds its replica's one place until the writer has written it.
+    patient.request_token("ada@example.com").await.unwrap();
+    hasty.request_token("ada@example.com").await.unwrap();
+    for email in ["ada@example.com", "nobody@example.com"] {
+        let status = hasty.request_token(email).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{email}: {status:?}");
+        assert!(status.get_details_retry_info().is_some());
+    }
+    let mut client = patient.reset();
+    let mut waiting = tokio::spawn(async move {
+        client.request_token(RequestTokenRequest { email: "nobody@example.com".into(), locale: String::new() }).await
+    });
+    // Not answered while there is no room (a refusal would come at once).
+    assert!(tokio::time::timeout(Duration::from_millis(200), &mut waiting).await.is_err());
+
+    release_the_writer(stalled).await;
+    waiting.await.unwrap().expect("it waited for room rather than being refused");
+    for _ in 0..2 {
+        assert_eq!(token_created(next_event(&mut events).await).email, "ada@example.com");
+    }
+}
