@@ -40,6 +40,7 @@ impl Store {
             updated_at: Set(now),
             password_changed_at: Set(None),
         };
+        let _turn = self.write_turn().await;
         match accounts::Entity::insert(model).exec_with_returning(&self.db).await {
             Ok(row) => Ok(to_account(&row)),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::AccountExists),
@@ -63,6 +64,7 @@ impl Store {
     /// and destroys their sealed copies, in the same transaction.
     #[instrument(skip_all, err, level = "debug")]
     pub async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
@@ -92,6 +94,7 @@ impl Store {
         new_hash: String,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         accounts::Entity::update_many()
             .col_expr(accounts::Column::PasswordHash, Expr::value(new_hash))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))

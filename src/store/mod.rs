@@ -16,6 +16,7 @@ pub use outbox::{
 };
 pub use tokens::{Confirmation, NewToken, TokenRecord};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -64,6 +65,10 @@ impl<T> Classify<T> for std::result::Result<T, DbErr> {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Queues this process's SQLite write transactions (SQLite has one writer): without
+    /// it they collide on the file lock, and SQLite's busy handler makes the losers
+    /// sleep in steps of up to 100 ms rather than start when the lock is free.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -80,12 +85,18 @@ impl Store {
             options.idle_timeout(None).max_lifetime(None);
         }
         let db = Database::connect(options).await.with_context(|| "connecting to the database")?;
-        Ok(Self { db })
+        Ok(Self { db, sqlite_writer: Arc::default() })
     }
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         Migrator::up(&self.db, None).await.context("applying migrations")
+    }
+
+    /// Held for the length of a write transaction; a no-op on PostgreSQL, whose row
+    /// locks and outbox lock order writers themselves.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.is_postgres() { None } else { Some(self.sqlite_writer.lock().await) }
     }
 
     pub fn backend(&self) -> DatabaseBackend {

@@ -126,6 +126,7 @@ impl Store {
     /// written again entry by entry, each in a savepoint, to find the colliding ones.
     #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
     pub async fn write_outbox(&self, writes: Vec<OutboxWrite>) -> Result<Written> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         if txn.get_database_backend() == DatabaseBackend::Postgres {
             // Serialise with other replicas' writers before counting, so two racing
@@ -195,6 +196,7 @@ impl Store {
     #[instrument(skip_all, err, level = "debug")]
     pub async fn purge(&self, now: DateTime<Utc>) -> Result<PurgeCounts> {
         let now = millis(now);
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         let sealed = events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))

@@ -78,6 +78,7 @@ impl Store {
     /// destroys its sealed copy.
     #[instrument(skip_all, err, level = "debug")]
     pub async fn discard_token(&self, id: Uuid) -> Result<()> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
         events::Entity::update_many()
@@ -96,6 +97,7 @@ impl Store {
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     pub async fn confirm(&self, c: Confirmation, event: StoredEvent) -> Result<i64> {
         let now = millis(c.now);
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         let consumed = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::UsedAt, Expr::value(now))
