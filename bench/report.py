@@ -140,6 +140,13 @@ for e in events:
 for f in floods:
     peak = float(f[4].split()[2])
     target("peak RSS under 1000 concurrent Confirm ≤ permits × m + 64 MiB = 2 × 19 + 64 = 102 MiB", f"{peak} MiB", peak <= 102)
+unknown = [(db, rate(db, "validate-unknown", 16)) for db in ["sqlite", "postgres"]]
+if any(v for _, v in unknown):
+    w("")
+    w("Not a target, for comparison: ValidateToken with an unknown token, which is never cached and always reads")
+    w("the database: " + "; ".join(
+        f"{db} {v:.0f}/s = {v / REFERENCE['validate-unknown']:.1f}× the reference's {REFERENCE['validate-unknown']}/s"
+        for db, v in unknown if v) + " (c=16).")
 analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ANALYSIS.md")
 if os.path.exists(analysis):
     w("")
