@@ -76,7 +76,7 @@ for db in ["sqlite", "postgres"]:
     w("| case | conc | req/s | p50 | p90 | p99 | p999 | errors |")
     w("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if r["db"] == db:
+        if r["db"] == db and not r["case"].startswith("argon2-bound"):
             w(f"| {r['case']} | {r['conc']} | {r['rate']:.0f} | {r['p50']} | {r['p90']} | {r['p99']} | {r['p999']} | {r['errors']} |")
     w("")
 
@@ -98,8 +98,9 @@ w("## argon2 and memory\n")
 w("| case | conc | hashes/s | p50 | p99 |")
 w("|---|---|---|---|---|")
 for r in rows:
-    if r["db"] == "none":
-        w(f"| {r['case']} | {r['conc']} | {r['rate']:.1f} | {r['p50']} | {r['p99']} |")
+    if r["case"].startswith("argon2-bound"):
+        when = "" if r["db"] == "none" else f", before the {r['db']} calls"
+        w(f"| {r['case']}{when} | {r['conc']} | {r['rate']:.1f} | {r['p50']} | {r['p99']} |")
 w("")
 for f in floods:
     w(f"- Flood ({f[0]}): {f[1]}: outcomes {f[2]}; {f[3]}; {f[4]}; took {f[5]}.")
@@ -131,8 +132,10 @@ for db in ["sqlite", "postgres"]:
     for case in ["confirm", "verify"]:
         for conc in [16, 64]:
             v = rate(db, case, conc)
-            if v and bound:
-                target(f"{db}: {case} ≥ 0.9× argon2 bound (c={conc})", f"{v:.1f} / {bound:.1f} = {v / bound:.2f}×", v / bound >= 0.9)
+            # The bound measured just before these calls, else the run's best.
+            b = rate(db, "argon2-bound(no RPC)", conc) or bound
+            if v and b:
+                target(f"{db}: {case} ≥ 0.9× argon2 bound (c={conc})", f"{v:.1f} / {b:.1f} = {v / b:.2f}×", v / b >= 0.9)
 for e in events:
     p99 = float(e[5].split()[1])
     limit = 1000 if "replica" in e[1] else 50
