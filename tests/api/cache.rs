@@ -45,6 +45,22 @@ async fn a_validated_token_is_answered_from_the_cache_for_the_ttl_only() {
 }
 
 #[tokio::test]
+async fn a_stale_cache_entry_never_lets_confirm_through() {
+    let app = TestApp::spawn_with(replica).await;
+    let (_, token) = app.account_with_token("ada@example.com").await;
+    validate(&app, &token).await.unwrap();
+    // Used behind the service's back: the cache still says live, the database does not.
+    let db = Database::connect(app.db.url()).await.unwrap();
+    db.execute_unprepared("UPDATE reset_tokens SET used_at = 1").await.unwrap();
+    db.close().await.unwrap();
+    assert_eq!(validate(&app, &token).await, Ok(()), "optimistic within the TTL");
+    let refused = app.reset().confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into() }).await;
+    assert_eq!(refused.unwrap_err().code(), Code::NotFound);
+    assert!(app.verify("ada@example.com", STRONG).await, "the password did not change");
+    assert_eq!(validate(&app, &token).await, Err(Code::NotFound), "and the lost race emptied the cache");
+}
+
+#[tokio::test]
 async fn with_a_zero_ttl_every_validation_reads_the_database() {
     let app = TestApp::spawn_with(|mut c| {
         c.tokens.cache_ttl = Duration::ZERO;
