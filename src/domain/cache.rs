@@ -139,11 +139,14 @@ impl TokenCache {
     pub fn forget(&self, account_id: Uuid, keep: Option<Uuid>) {
         let mut entries = self.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        let Some(digests) = entries.by_account.get(&account_id).cloned() else { return };
-        for digest in digests {
-            if keep.is_none() || entries.by_digest.get(&digest).map(|c| c.record.id) != keep {
-                entries.remove(&digest);
-            }
+        let Some(digests) = entries.by_account.remove(&account_id) else { return };
+        let (kept, dropped): (Vec<_>, Vec<_>) =
+            digests.into_iter().partition(|d| keep.is_some() && entries.by_digest.get(d).map(|c| c.record.id) == keep);
+        for digest in &dropped {
+            entries.by_digest.remove(digest);
+        }
+        if !kept.is_empty() {
+            entries.by_account.insert(account_id, kept);
         }
     }
 

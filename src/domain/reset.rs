@@ -163,7 +163,7 @@ impl ResetService {
         }
         metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
         let epoch = self.cache.epoch();
-        let Some(record) = self.store.token_by_digests(&self.digester.candidates(token)).await? else {
+        let Some(record) = self.store.token_by_digests(&self.digester.candidates(digest.clone(), token)).await? else {
             Span::current().record("token_state", "unknown");
             return Err(Error::TokenNotFound);
         };

@@ -150,9 +150,10 @@ impl TokenDigester {
         hmac(&self.current, token)
     }
 
-    /// Every digest a presented token may be stored under.
-    pub fn candidates(&self, token: &RawToken) -> Vec<TokenDigest> {
-        std::iter::once(&self.current).chain(&self.previous).map(|k| hmac(k, token)).collect()
+    /// Every digest a presented token may be stored under: `current` (its
+    /// [`digest`](Self::digest), already computed) and one per previous key.
+    pub fn candidates(&self, current: TokenDigest, token: &RawToken) -> Vec<TokenDigest> {
+        std::iter::once(current).chain(self.previous.iter().map(|k| hmac(k, token))).collect()
     }
 }
 

@@ -25,9 +25,7 @@ use super::token::{TokenDigester, TokenPolicy};
 use super::{Account, ClientInfo};
 use crate::events::bus::EventBus;
 use crate::events::seal::Sealer;
-use crate::store::{
-    EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, TokenRecord, from_millis, millis,
-};
+use crate::store::{EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, TokenRecord};
 
 /// Most requests written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -104,15 +102,14 @@ impl TokenWriter {
             Ok(writes) => writes,
             Err(e) => return Err((e, jobs)),
         };
-        let tokens: Vec<NewToken> = writes.iter().filter_map(|w| w.token.clone()).collect();
         let started = std::time::Instant::now();
         metrics::histogram!("pwreset_writer_batch_size").record(writes.len() as f64);
-        let written = match self.store.write_outbox(writes).await {
+        let written = match self.store.write_outbox(&writes).await {
             Ok(written) => written,
             Err(e) => return Err((e, jobs)),
         };
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
-        self.cache_created(tokens, &written.outcomes, &jobs);
+        self.cache_created(&writes, &written.outcomes);
         let mut retry = Vec::new();
         for (job, outcome) in jobs.into_iter().zip(written.outcomes) {
             let outcome = match (&job.work, outcome) {
@@ -144,26 +141,16 @@ impl TokenWriter {
 
     /// Puts each account's newest token written into the cache, after dropping what the
     /// cache held for the account (the write revoked it).
-    fn cache_created(&self, tokens: Vec<NewToken>, outcomes: &[Inserted], jobs: &[Job]) {
-        // `tokens` holds one token per `Work::Token` job, in job order.
-        let token_outcomes = jobs.iter().zip(outcomes).filter(|(job, _)| matches!(job.work, Work::Token(_)));
-        let mut newest: HashMap<Uuid, NewToken> = HashMap::new();
-        for ((_, outcome), token) in token_outcomes.zip(tokens) {
-            if *outcome == Inserted::Created {
+    fn cache_created(&self, writes: &[OutboxWrite], outcomes: &[Inserted]) {
+        let mut newest: HashMap<Uuid, &NewToken> = HashMap::new();
+        for (write, _) in writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created) {
+            if let Some(token) = &write.token {
                 newest.insert(token.account_id, token);
             }
         }
         for (account_id, token) in newest {
             self.cache.forget(account_id, None);
-            let record = TokenRecord {
-                id: token.id,
-                account_id,
-                // As the database keeps it, to the millisecond.
-                expires_at: from_millis(millis(token.expires_at)),
-                used_at: None,
-                revoked_at: None,
-            };
-            self.cache.insert_created(&token.digest, &record);
+            self.cache.insert_created(&token.digest, &TokenRecord::from(token));
         }
     }
 

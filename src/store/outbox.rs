@@ -125,7 +125,7 @@ impl Store {
     /// a digest is already taken (plausible with short numeric codes alone) is it
     /// written again entry by entry, each in a savepoint, to find the colliding ones.
     #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
-    pub async fn write_outbox(&self, writes: Vec<OutboxWrite>) -> Result<Written> {
+    pub async fn write_outbox(&self, writes: &[OutboxWrite]) -> Result<Written> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         if txn.get_database_backend() == DatabaseBackend::Postgres {
@@ -142,9 +142,9 @@ impl Store {
                 .await
                 .db()?;
         }
-        let outcomes = apply_caps(&txn, &writes).await?;
+        let outcomes = apply_caps(&txn, writes).await?;
         let set = txn.begin().await.db()?;
-        let written = match write_set(&set, &writes, &outcomes).await? {
+        let written = match write_set(&set, writes, &outcomes).await? {
             Some(newest) => {
                 set.commit().await.db()?;
                 Written { outcomes, newest }
@@ -174,14 +174,7 @@ impl Store {
     /// The highest committed sequence, or 0 when there is none.
     #[instrument(skip_all, err, level = "debug")]
     pub async fn last_sequence(&self) -> Result<i64> {
-        let last = events::Entity::find()
-            .select_only()
-            .column_as(events::Column::Sequence.max(), "max")
-            .into_tuple::<Option<i64>>()
-            .one(&self.db)
-            .await
-            .db()?;
-        Ok(last.flatten().unwrap_or(0))
+        Ok(max_sequence(&self.db).await?.unwrap_or(0))
     }
 
     /// The highest sequence ever purged: a cursor below it may have missed events.
@@ -326,25 +319,30 @@ async fn write_set<C: ConnectionTrait>(
     events::Entity::insert_many(events).exec_without_returning(db).await.db()?;
     // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
     // it commits, so the highest sequence now is this batch's last event.
-    let newest = events::Entity::find()
-        .select_only()
-        .column_as(events::Column::Sequence.max(), "max")
-        .into_tuple::<Option<i64>>()
-        .one(db)
-        .await
-        .db()?
-        .flatten();
+    let newest = max_sequence(db).await?;
     if let Some(sequence) = newest {
         notify(db, sequence).await?;
     }
     Ok(Some(newest))
 }
 
+/// The highest sequence in the outbox, if any.
+async fn max_sequence<C: ConnectionTrait>(db: &C) -> Result<Option<i64>> {
+    let max = events::Entity::find()
+        .select_only()
+        .column_as(events::Column::Sequence.max(), "max")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await
+        .db()?;
+    Ok(max.flatten())
+}
+
 /// The slow path of [`Store::write_outbox`]: each entry the cap let through in a
 /// savepoint of its own.
-async fn write_each(txn: &DatabaseTransaction, writes: Vec<OutboxWrite>, caps: Vec<Inserted>) -> Result<Written> {
+async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec<Inserted>) -> Result<Written> {
     let mut written = Written { outcomes: Vec::with_capacity(writes.len()), newest: None };
-    for (write, cap) in writes.into_iter().zip(caps) {
+    for (write, cap) in writes.iter().zip(caps) {
         if cap == Inserted::Capped {
             written.outcomes.push(cap);
             continue;
@@ -382,17 +380,16 @@ fn token_model(token: NewToken, revoked_at: Option<DateTime<Utc>>) -> reset_toke
 
 /// One outbox entry that the cap let through, inside its savepoint; `None` if its
 /// digest is taken.
-async fn write_one<C: ConnectionTrait>(db: &C, write: OutboxWrite) -> Result<Option<i64>> {
-    let OutboxWrite { token, event, .. } = write;
-    if let Some(token) = token {
+async fn write_one<C: ConnectionTrait>(db: &C, write: &OutboxWrite) -> Result<Option<i64>> {
+    if let Some(token) = &write.token {
         revoke_live_tokens(db, &[token.account_id], None, token.created_at).await?;
-        match reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(db).await {
+        match reset_tokens::Entity::insert(token_model(token.clone(), None)).exec_without_returning(db).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
             Err(e) => return Err(classify(e)),
         }
     }
-    Ok(Some(insert_event(db, event).await?))
+    Ok(Some(insert_event(db, write.event.clone()).await?))
 }
 
 /// Takes the transaction-scoped outbox lock (PostgreSQL only; re-entrant).

@@ -32,6 +32,19 @@ pub struct TokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+impl From<&NewToken> for TokenRecord {
+    /// The record of a token just written, as the database keeps it (to the millisecond).
+    fn from(token: &NewToken) -> Self {
+        TokenRecord {
+            id: token.id,
+            account_id: token.account_id,
+            expires_at: from_millis(millis(token.expires_at)),
+            used_at: None,
+            revoked_at: None,
+        }
+    }
+}
+
 impl TokenRecord {
     /// Why the token is not live, if it is not.
     pub fn refusal(&self, now: DateTime<Utc>) -> Option<&'static str> {
