@@ -93,7 +93,12 @@ impl App {
         }
         let hasher = Arc::new(Hasher::start(&config.hasher)?);
         let limits = Arc::new(Limits::new(&config.limits, &clock));
-        let guard = Arc::new(FailureGuard::new(config.limits.verify_failures, Arc::clone(&clock)));
+        let guard = Arc::new(FailureGuard::new(
+            config.limits.verify_failures,
+            Arc::clone(&clock),
+            store.clone(),
+            key.attempts_key(),
+        ));
         let bus = EventBus::default();
 
         let previous_seal: Vec<[u8; 32]> = config.previous_keys.iter().map(|k| k.seal_key()).collect();
@@ -146,6 +151,7 @@ impl App {
             pending: Arc::new(Semaphore::new(max_pending)),
             max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
             queue_wait: config.limits.reset_queue_wait,
+            guard: Arc::clone(&guard),
         });
 
         let accounts = Arc::new(AccountService {
@@ -412,7 +418,9 @@ async fn sweep(
             () = stop.cancelled() => return,
         }
         limits.evict_idle();
-        guard.evict_idle();
+        if let Err(e) = guard.evict_idle().await {
+            warn!(error = %e, "forgetting old password-check failures failed; will retry");
+        }
         match reset.purge().await {
             Ok(counts) if counts.tokens + counts.events > 0 => {
                 info!(tokens = counts.tokens, events = counts.events, "purged");

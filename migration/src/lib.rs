@@ -7,6 +7,8 @@ mod m20250101_000001_create_accounts;
 mod m20250101_000002_create_reset_tokens;
 mod m20250101_000003_create_events;
 mod m20250101_000004_index_events_by_account;
+mod m20250101_000005_index_events_by_email;
+mod m20250101_000006_create_verify_failures;
 
 pub struct Migrator;
 
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000002_create_reset_tokens::Migration),
             Box::new(m20250101_000003_create_events::Migration),
             Box::new(m20250101_000004_index_events_by_account::Migration),
+            Box::new(m20250101_000005_index_events_by_email::Migration),
+            Box::new(m20250101_000006_create_verify_failures::Migration),
         ]
     }
 }

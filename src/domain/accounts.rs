@@ -13,7 +13,7 @@ use super::error::{Error, Result};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
 use super::limits::{Limits, Rpc};
-use super::password::{Password, PasswordPolicy};
+use super::password::{NormalisedPassword, Password, PasswordPolicy};
 use super::{Account, ClientInfo};
 use crate::store::{NewAccount, Store};
 
@@ -58,14 +58,28 @@ impl AccountService {
         self.limits.check(Rpc::VerifyPassword, client)?;
         let email = Email::parse(email)?;
         let password = password.normalised()?;
-        self.guard.check(&email)?;
-        let record = self.store.account_by_email(&email).await?;
+        let attempt = self.guard.reserve(&email).await?;
+        let valid = match self.check_password(&email, password).await {
+            Ok(valid) => valid,
+            Err(e) => {
+                self.guard.release(attempt).await;
+                return Err(e);
+            }
+        };
+        self.guard.settle(attempt, valid.is_some()).await?;
+        info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
+        Ok(valid)
+    }
+
+    /// The check behind `verify_password`, once its attempt is counted.
+    async fn check_password(&self, email: &Email, password: NormalisedPassword) -> Result<Option<Uuid>> {
+        let record = self.store.account_by_email(email).await?;
         let candidate = record.and_then(|r| match (r.account.active, r.password_hash) {
             (true, Some(hash)) => Some((r.account.id, hash)),
             _ => None,
         });
         let verified = self.hasher.verify(password, candidate.as_ref().map(|(_, h)| h.as_str())).await?;
-        let valid = match (verified, candidate) {
+        Ok(match (verified, candidate) {
             (Verified::No, _) | (_, None) => None,
             (Verified::Yes, Some((id, _))) => Some(id),
             (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
@@ -73,10 +87,7 @@ impl AccountService {
                 info!(account_id = %id, "password hash upgraded to current parameters");
                 Some(id)
             }
-        };
-        self.guard.record(&email, valid.is_some());
-        info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
-        Ok(valid)
+        })
     }
 
     /// Deactivating revokes every live token of the account; reactivating does not

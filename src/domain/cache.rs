@@ -178,6 +178,7 @@ mod tests {
             expires_at: now + Duration::from_secs(3600),
             used_at: None,
             revoked_at: None,
+            account_active: true,
         }
     }
 

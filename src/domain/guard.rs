@@ -3,22 +3,20 @@
 //! account exists, so the guard itself reveals nothing: every address over the limit
 //! gets the same answer.
 //!
-//! governor counts calls, not consecutive failures that a success clears, so this is a
-//! small map of its own; the sweeper forgets entries whose lockout has passed.
+//! The count lives in the database (as a keyed digest of the address), so it holds
+//! across replicas, and each attempt is reserved there atomically *before* the hash is
+//! checked: of N concurrent guesses at most the limit are evaluated. A success (the
+//! right password, or a completed reset) clears the count.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
-
-/// Addresses tracked at most; past it new addresses are not tracked (the per-IP limit
-/// still applies) rather than letting memory grow without bound.
-const MAX_TRACKED: usize = 1_000_000;
+use crate::store::{Reservation, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {
@@ -28,125 +26,77 @@ pub struct FailureLimit {
     pub lockout: Duration,
 }
 
-struct Entry {
-    failures: u32,
-    last: DateTime<Utc>,
-}
-
 pub struct FailureGuard {
     limit: Option<FailureLimit>,
     clock: SharedClock,
-    entries: Mutex<HashMap<String, Entry>>,
+    store: Store,
+    key: [u8; 32],
+}
+
+/// One reserved attempt: settle it with its outcome, or give it back.
+#[must_use = "an attempt is settled with its outcome or released"]
+pub struct Attempt {
+    digest: Option<[u8; 32]>,
 }
 
 impl FailureGuard {
-    pub fn new(limit: Option<FailureLimit>, clock: SharedClock) -> Self {
-        Self { limit, clock, entries: Mutex::new(HashMap::new()) }
+    pub fn new(limit: Option<FailureLimit>, clock: SharedClock, store: Store, key: [u8; 32]) -> Self {
+        Self { limit, clock, store, key }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn digest(&self, email: &Email) -> [u8; 32] {
+        // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(email.as_str().as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
-    /// Refuses an address whose consecutive failures reached the limit, until the
-    /// lockout after its last failure has passed.
-    pub fn check(&self, email: &Email) -> Result<()> {
-        let Some(limit) = self.limit else { return Ok(()) };
+    /// Counts an attempt for the address before it is evaluated, or refuses it while
+    /// the address is locked (its consecutive failures reached the limit, until the
+    /// lockout after the last one has passed).
+    pub async fn reserve(&self, email: &Email) -> Result<Attempt> {
+        let Some(limit) = self.limit else { return Ok(Attempt { digest: None }) };
+        let digest = self.digest(email);
         let now = self.clock.now();
-        let entries = self.lock();
-        match entries.get(email.as_str()) {
-            Some(e) if e.failures >= limit.failures => {
-                let until = e.last + limit.lockout;
-                if until > now {
-                    let retry_after = (until - now).to_std().unwrap_or(limit.lockout);
-                    return Err(Error::RateLimited { retry_after });
-                }
-                Ok(())
+        match self.store.reserve_attempt(&digest, limit.failures, now - limit.lockout, now).await? {
+            Reservation::Granted => Ok(Attempt { digest: Some(digest) }),
+            Reservation::Locked { last_attempt_at } => {
+                let until = last_attempt_at + limit.lockout;
+                let retry_after = (until - now).to_std().unwrap_or(limit.lockout);
+                Err(Error::RateLimited { retry_after })
             }
+        }
+    }
+
+    /// A failure stays counted (it was counted when reserved); a success clears it.
+    pub async fn settle(&self, attempt: Attempt, success: bool) -> Result<()> {
+        match attempt.digest {
+            Some(digest) if success => self.store.clear_attempts(&digest).await,
             _ => Ok(()),
         }
     }
 
-    pub fn record(&self, email: &Email, success: bool) {
-        let Some(limit) = self.limit else { return };
-        let now = self.clock.now();
-        let mut entries = self.lock();
-        if success {
-            entries.remove(email.as_str());
-            return;
-        }
-        if let Some(entry) = entries.get_mut(email.as_str()) {
-            if entry.last + limit.lockout <= now {
-                entry.failures = 0;
-            }
-            entry.failures = entry.failures.saturating_add(1);
-            entry.last = now;
-        } else if entries.len() < MAX_TRACKED {
-            entries.insert(email.as_str().to_owned(), Entry { failures: 1, last: now });
+    /// Gives back an attempt that was never evaluated.
+    pub async fn release(&self, attempt: Attempt) {
+        if let Some(digest) = attempt.digest
+            && let Err(e) = self.store.release_attempt(&digest).await
+        {
+            tracing::warn!(error = %e, "an unevaluated attempt stays counted");
         }
     }
 
-    /// Forgets addresses whose last failure is older than the lockout.
-    pub fn evict_idle(&self) {
-        let Some(limit) = self.limit else { return };
-        let now = self.clock.now();
-        let mut entries = self.lock();
-        entries.retain(|_, e| e.last + limit.lockout > now);
-        entries.shrink_to_fit();
-    }
-
-    pub fn tracked(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::clock::ManualClock;
-    use std::sync::Arc;
-
-    fn guard() -> (FailureGuard, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::default());
-        let limit = FailureLimit { failures: 3, lockout: Duration::from_secs(900) };
-        (FailureGuard::new(Some(limit), clock.clone()), clock)
-    }
-
-    fn email(s: &str) -> Email {
-        Email::parse(s).unwrap_or_else(|_| unreachable!())
-    }
-
-    #[test]
-    fn locks_after_consecutive_failures_and_unlocks_after_the_lockout() {
-        let (g, clock) = guard();
-        let a = email("a@example.com");
-        for _ in 0..3 {
-            assert!(g.check(&a).is_ok());
-            g.record(&a, false);
+    /// Clears the address's failures: its owner proved control another way (a reset).
+    pub async fn clear(&self, email: &Email) -> Result<()> {
+        if self.limit.is_none() {
+            return Ok(());
         }
-        assert!(matches!(g.check(&a), Err(Error::RateLimited { .. })));
-        assert!(g.check(&email("b@example.com")).is_ok(), "other addresses unaffected");
-        clock.advance(Duration::from_secs(900));
-        assert!(g.check(&a).is_ok());
+        self.store.clear_attempts(&self.digest(email)).await
     }
 
-    #[test]
-    fn a_success_clears_the_count() {
-        let (g, _) = guard();
-        let a = email("a@example.com");
-        g.record(&a, false);
-        g.record(&a, false);
-        g.record(&a, true);
-        g.record(&a, false);
-        assert!(g.check(&a).is_ok());
-    }
-
-    #[test]
-    fn idle_entries_are_evicted() {
-        let (g, clock) = guard();
-        g.record(&email("a@example.com"), false);
-        clock.advance(Duration::from_secs(901));
-        g.evict_idle();
-        assert_eq!(g.tracked(), 0);
+    /// Forgets addresses whose last attempt is older than the lockout.
+    pub async fn evict_idle(&self) -> Result<u64> {
+        let Some(limit) = self.limit else { return Ok(0) };
+        self.store.forget_attempts(self.clock.now() - limit.lockout).await
     }
 }

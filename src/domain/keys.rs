@@ -11,6 +11,7 @@ use sha2::Sha256;
 pub const MIN_KEY_BYTES: usize = 32;
 const DIGEST_LABEL: &[u8] = b"pwreset/v1/token-digest";
 const SEAL_LABEL: &[u8] = b"pwreset/v1/event-seal";
+const ATTEMPTS_LABEL: &[u8] = b"pwreset/v1/verify-attempts";
 
 /// Secret input key material (at least 32 bytes). `Debug` is `[redacted]`.
 #[derive(Clone)]
@@ -51,6 +52,11 @@ impl ServerKey {
 
     pub fn seal_key(&self) -> [u8; 32] {
         self.derive(SEAL_LABEL)
+    }
+
+    /// Keys the digest under which failed password checks are counted per address.
+    pub fn attempts_key(&self) -> [u8; 32] {
+        self.derive(ATTEMPTS_LABEL)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Span, info};
 
 use super::ClientInfo;
@@ -13,6 +13,7 @@ use super::cache::TokenCache;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
+use super::guard::FailureGuard;
 use super::hasher::Hasher;
 use super::limits::{Limits, Rpc};
 use super::password::{Password, PasswordPolicy};
@@ -38,19 +39,15 @@ pub struct ResetService {
     pub(crate) event_retention: Duration,
     /// Queue `ResetRequestedForUnknownEmail` for addresses with no account.
     pub(crate) emit_unknown_account_events: bool,
-    /// Token work, written after the reply.
+    /// Token work, group-committed; requests wait for it.
     pub(crate) writer: mpsc::Sender<Job>,
-    /// Bounds the reset requests in flight, including their work after the reply.
+    /// Bounds the reset requests in flight.
     pub(crate) pending: Arc<Semaphore>,
     pub(crate) max_pending: u32,
     /// How long a request waits for a permit before it is refused.
     pub(crate) queue_wait: Duration,
-}
-
-/// Logs a reset request that leads to nothing; the caller gets the usual OK.
-fn audit_nothing(outcome: &'static str, client: &ClientInfo) -> Result<()> {
-    info!(outcome, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset requested");
-    Ok(())
+    /// A completed reset clears the address's failed password checks.
+    pub(crate) guard: Arc<FailureGuard>,
 }
 
 fn parse_locale(locale: String) -> Result<String> {
@@ -62,8 +59,9 @@ fn parse_locale(locale: String) -> Result<String> {
 impl ResetService {
     /// Creates a token and its `TokenCreated` event if `email` names an active account
     /// that may reset; otherwise does nothing. Either way the answer is the same, and so
-    /// is the time it takes: both paths do one account lookup, and the token work is
-    /// queued for the [`TokenWriter`](super::writer::TokenWriter) after the reply.
+    /// is the time it takes: both paths do one account lookup and then wait for the
+    /// same group commit of the [`TokenWriter`](super::writer::TokenWriter). An OK is
+    /// given only once the work is committed.
     pub async fn request_token(&self, email: &str, locale: String, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::RequestToken, client)?;
         let email = Email::parse(email)?;
@@ -73,16 +71,18 @@ impl ResetService {
         let record = self.store.account_by_email(&email).await?;
         let work = match record {
             None if self.emit_unknown_account_events => Work::UnknownEmail(email),
-            None => return audit_nothing("no_account", client),
-            Some(r) if !r.account.active => return audit_nothing("inactive", client),
+            None => Work::Nothing("no_account"),
+            Some(r) if !r.account.active => Work::Nothing("inactive"),
             Some(r) if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
-                return audit_nothing("no_usable_password", client);
+                Work::Nothing("no_usable_password")
             }
             Some(r) => Work::Token(r.account),
         };
-        let job = Job { work, locale, client: client.clone(), permit, span: Span::current() };
+        let (done, committed) = oneshot::channel();
+        let job = Job { work, locale, client: client.clone(), permit, span: Span::current(), done };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
-        self.writer.try_send(job).map_err(|_| Error::ResetBusy)
+        self.writer.try_send(job).map_err(|_| Error::ResetBusy)?;
+        committed.await.map_err(|_| Error::Unavailable(anyhow::anyhow!("the token writer stopped")))?
     }
 
     /// Room for one more request in flight, waiting up to `queue_wait` for it: a burst
@@ -98,7 +98,7 @@ impl ResetService {
         }
     }
 
-    /// Waits until the token work queued by earlier replies is written (at shutdown).
+    /// Waits until the token work of requests in flight is written (at shutdown).
     pub async fn drain(&self) {
         let _ = self.pending.acquire_many(self.max_pending).await;
     }
@@ -149,6 +149,9 @@ impl ResetService {
         metrics::counter!("pwreset_confirms_total", "outcome" => outcome).increment(1);
         info!(outcome, account_id = %account.id, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset confirmed");
         self.bus.published(result?);
+        if let Err(e) = self.guard.clear(&account.email).await {
+            tracing::warn!(error = %e, "the password changed but its failed checks stay counted");
+        }
         Ok(())
     }
 

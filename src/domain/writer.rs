@@ -1,30 +1,34 @@
-//! The token writer: creates the tokens and events that reset requests lead to, after
-//! their callers have had their answer, with group commit.
+//! The token writer: creates the tokens and events that reset requests lead to, with
+//! group commit. A request is answered only once its batch has committed, so an OK
+//! means the work is durable: a crash after the reply loses nothing.
 //!
 //! One task per process drains a queue of requests and writes up to [`MAX_BATCH`] of
 //! them in one transaction with a fixed number of set-based statements, so a burst
 //! costs one commit (one fsync) and a handful of statements rather than several of each
-//! per request, and the connection pool stays free for readers. Tokens written are put
-//! in this replica's [`TokenCache`], so validating them soon after needs no read.
+//! per request, and the connection pool stays free for readers. Requests that lead to
+//! nothing (an unknown or inactive address) wait on the same commit as the others, so
+//! every answer takes as long. Tokens written are put in this replica's [`TokenCache`],
+//! so validating them soon after needs no read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tracing::{Span, info};
+use rand::RngExt;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tracing::{Span, info, warn};
 use uuid::Uuid;
 
 use super::cache::TokenCache;
 use super::clock::SharedClock;
 use super::email::Email;
-use super::error::Result;
+use super::error::{Error, Result};
 use super::limits::Rate;
 use super::token::{TokenDigester, TokenPolicy};
 use super::{Account, ClientInfo};
 use crate::events::bus::EventBus;
-use crate::events::seal::Sealer;
+use crate::events::seal::{Sealer, seal_context};
 use crate::store::{EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, TokenRecord};
 
 /// Most requests written in one transaction.
@@ -32,11 +36,19 @@ pub const MAX_BATCH: usize = 256;
 /// Fresh tokens tried for a request whose token collides with a stored digest (only
 /// plausible with short numeric codes).
 const TOKEN_ATTEMPTS: usize = 5;
+/// How long a batch is retried after transient failures (a deadlock, a serialization
+/// failure, a lost connection, a database restart) before its callers get UNAVAILABLE.
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+const LONGEST_RETRY: Duration = Duration::from_millis(500);
 
-/// What a reset request leads to once its caller has the answer.
+/// What a reset request leads to.
 pub enum Work {
     Token(Account),
     UnknownEmail(Email),
+    /// Nothing is written (the reason is for the audit line); the caller still waits
+    /// for the batch's commit, like everyone else.
+    Nothing(&'static str),
 }
 
 pub struct Job {
@@ -45,8 +57,17 @@ pub struct Job {
     pub client: ClientInfo,
     /// Held until the job is written, bounding requests in flight.
     pub permit: OwnedSemaphorePermit,
-    /// The request's span, for the audit line written after the reply.
+    /// The request's span, for the audit line.
     pub span: Span,
+    /// Answered once the batch has committed, or has finally failed.
+    pub done: oneshot::Sender<Result<()>>,
+}
+
+impl Job {
+    fn finish(self, result: Result<()>) {
+        // The caller may have gone (a cancelled call): the work is written all the same.
+        let _ = self.done.send(result);
+    }
 }
 
 /// How long an event stays replayable: the retention window, and a `TokenCreated` at
@@ -78,52 +99,72 @@ impl TokenWriter {
                 if pending.is_empty() {
                     break;
                 }
-                pending = match self.write(pending).await {
-                    Ok(retry) => retry,
-                    Err((e, lost)) => {
-                        for job in &lost {
-                            job.span.in_scope(|| {
-                                tracing::error!(error = format!("{e:#}"), "reset request lost after the reply");
-                            });
-                        }
-                        Vec::new()
-                    }
-                };
+                pending = self.write(pending).await;
             }
-            for job in &pending {
+            for job in pending {
                 job.span.in_scope(|| tracing::error!("no unique token in {TOKEN_ATTEMPTS} attempts"));
+                job.finish(Err(Error::Internal(anyhow::anyhow!("no unique token"))));
             }
         }
     }
 
-    /// Writes one batch; returns the jobs to retry with a fresh token.
-    async fn write(&self, jobs: Vec<Job>) -> std::result::Result<Vec<Job>, (super::Error, Vec<Job>)> {
-        let writes = match jobs.iter().map(|job| self.prepare(job)).collect::<Result<Vec<_>>>() {
-            Ok(writes) => writes,
-            Err(e) => return Err((e, jobs)),
-        };
+    /// Writes one batch, retrying transient failures, and answers its callers; returns
+    /// the jobs to retry with a fresh token.
+    async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut writes = Vec::with_capacity(jobs.len());
+        let mut slots = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            match self.prepare(job) {
+                Ok(Some(write)) => {
+                    slots.push(Some(writes.len()));
+                    writes.push(write);
+                }
+                Ok(None) => slots.push(None),
+                Err(e) => {
+                    let cause = format!("{e:#}");
+                    for job in jobs {
+                        job.span.in_scope(|| tracing::error!(error = cause, "reset request failed"));
+                        job.finish(Err(Error::Internal(anyhow::anyhow!("preparing the batch failed"))));
+                    }
+                    return Vec::new();
+                }
+            }
+        }
         let started = std::time::Instant::now();
-        metrics::histogram!("pwreset_writer_batch_size").record(writes.len() as f64);
-        let written = match self.store.write_outbox(&writes).await {
+        metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
+        let written = match self.write_with_retries(&writes).await {
             Ok(written) => written,
-            Err(e) => return Err((e, jobs)),
+            Err(e) => {
+                let cause = format!("{e:#}");
+                for job in jobs {
+                    job.span.in_scope(|| tracing::error!(error = cause, "reset request failed; answered UNAVAILABLE"));
+                    job.finish(Err(Error::Unavailable(anyhow::anyhow!("the token batch could not be written"))));
+                }
+                return Vec::new();
+            }
         };
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
         self.cache_created(&writes, &written.outcomes);
+        if let Some(sequence) = written.newest {
+            self.bus.published(sequence);
+        }
         let mut retry = Vec::new();
-        for (job, outcome) in jobs.into_iter().zip(written.outcomes) {
-            let outcome = match (&job.work, outcome) {
-                (_, Inserted::DigestTaken) => {
+        for (job, slot) in jobs.into_iter().zip(slots) {
+            let outcome = match (&job.work, slot.map(|i| written.outcomes[i])) {
+                (_, Some(Inserted::DigestTaken)) => {
                     retry.push(job);
                     continue;
                 }
-                (Work::Token(_), Inserted::Created) => "token_created",
-                (Work::UnknownEmail(_), Inserted::Created) => "unknown_email_reported",
-                (_, Inserted::Capped) => "account_capped",
+                (Work::Nothing(reason), _) => *reason,
+                (Work::Token(_), Some(Inserted::Created)) => "token_created",
+                (Work::UnknownEmail(_), Some(Inserted::Created)) => "unknown_email_reported",
+                (_, Some(Inserted::Capped)) => "account_capped",
+                (_, Some(Inserted::Inactive)) => "inactive",
+                (_, None) => "nothing",
             };
             let account_id = match &job.work {
                 Work::Token(account) => account.id.to_string(),
-                Work::UnknownEmail(_) => String::new(),
+                Work::UnknownEmail(_) | Work::Nothing(_) => String::new(),
             };
             metrics::counter!("pwreset_reset_requests_total", "outcome" => outcome).increment(1);
             if outcome == "token_created" {
@@ -132,11 +173,29 @@ impl TokenWriter {
             job.span.in_scope(|| {
                 info!(outcome, account_id, client_ip = %job.client.ip_string(), user_agent = %job.client.user_agent, "reset requested");
             });
+            job.finish(Ok(()));
         }
-        if let Some(sequence) = written.newest {
-            self.bus.published(sequence);
+        retry
+    }
+
+    /// Writes the batch, retrying `Unavailable` failures (deadlocks, serialization
+    /// failures, lost connections) with jittered exponential backoff for up to
+    /// [`RETRY_BUDGET`]. The transaction is all or nothing, so a retry never doubles.
+    async fn write_with_retries(&self, writes: &[OutboxWrite]) -> Result<crate::store::Written> {
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let mut delay = FIRST_RETRY;
+        loop {
+            match self.store.write_outbox(writes).await {
+                Err(Error::Unavailable(e)) if tokio::time::Instant::now() + delay < deadline => {
+                    metrics::counter!("pwreset_writer_retries_total").increment(1);
+                    warn!(error = format!("{e:#}"), retry_in = ?delay, "token batch not written; retrying");
+                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
+                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    delay = (delay * 2).min(LONGEST_RETRY);
+                }
+                result => return result,
+            }
         }
-        Ok(retry)
     }
 
     /// Puts each account's newest token written into the cache, after dropping what the
@@ -154,7 +213,7 @@ impl TokenWriter {
         }
     }
 
-    fn prepare(&self, job: &Job) -> Result<OutboxWrite> {
+    fn prepare(&self, job: &Job) -> Result<Option<OutboxWrite>> {
         let now = self.clock.now();
         let client = &job.client;
         match &job.work {
@@ -171,14 +230,16 @@ impl TokenWriter {
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
                 };
+                let email = account.email.as_str().to_owned();
+                let context = seal_context(EventKind::TokenCreated as i16, id, account.id, &email);
                 let event = StoredEvent {
                     sequence: 0,
                     occurred_at: now,
                     kind: EventKind::TokenCreated,
                     account_id: account.id,
-                    email: account.email.as_str().to_owned(),
+                    email,
                     token_id: Some(id),
-                    sealed_token: Some(self.sealer.seal(token.expose(), id.as_bytes())?),
+                    sealed_token: Some(self.sealer.seal(token.expose(), &context)?),
                     expires_at: Some(expires_at),
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
@@ -186,7 +247,7 @@ impl TokenWriter {
                     retain_until: retain_until(now, self.event_retention, Some(expires_at)),
                 };
                 let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
-                Ok(OutboxWrite { token: Some(new_token), event, cap })
+                Ok(Some(OutboxWrite { token: Some(new_token), event, cap }))
             }
             Work::UnknownEmail(email) => {
                 let event = StoredEvent {
@@ -203,8 +264,12 @@ impl TokenWriter {
                     locale: job.locale.clone(),
                     retain_until: retain_until(now, self.event_retention, None),
                 };
-                Ok(OutboxWrite { token: None, event, cap: None })
+                // Reports for one address share the account cap's rate: otherwise anyone
+                // could have the notifier mail an address without end.
+                let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
+                Ok(Some(OutboxWrite { token: None, event, cap }))
             }
+            Work::Nothing(_) => Ok(None),
         }
     }
 }

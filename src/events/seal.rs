@@ -1,14 +1,36 @@
 //! Sealing of raw tokens kept in the outbox for delivery: XChaCha20-Poly1305 under a
-//! key derived from the server key, bound to the token's id, so the database alone
-//! never yields a usable token. Each sealed value records the id of its key.
+//! key derived from the server key, so the database alone never yields a usable token.
+//! The associated data binds the event's kind, token id, account id and e-mail
+//! ([`seal_context`]): a row whose recipient was edited in the database no longer
+//! opens. Each sealed value records the id of its key.
 
 use anyhow::anyhow;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
 use rand::TryRng;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 const NONCE_LEN: usize = 24;
+/// Set in the stored key id of values sealed with [`seal_context`]. Values without it
+/// were sealed (before this format) with the token id alone and open only that way;
+/// clearing the flag does not help an attacker, since the ciphertext itself was made
+/// with the full context.
+const BOUND_TO_EVENT: i64 = 1 << 32;
+const KEY_ID_MASK: i64 = 0xFFFF_FFFF;
+const CONTEXT_LABEL: &[u8] = b"pwreset-seal-v2\0";
+
+/// The associated data of a sealed token: what the event says and to whom it goes.
+pub fn seal_context(kind: i16, token_id: Uuid, account_id: Uuid, email: &str) -> Vec<u8> {
+    let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + email.len());
+    context.extend_from_slice(CONTEXT_LABEL);
+    context.extend_from_slice(&kind.to_be_bytes());
+    context.extend_from_slice(token_id.as_bytes());
+    context.extend_from_slice(account_id.as_bytes());
+    // Last, so the fixed-length fields before it keep the encoding unambiguous.
+    context.extend_from_slice(email.as_bytes());
+    context
+}
 
 /// A token sealed for storage: `nonce ‖ ciphertext ‖ tag`, and the key it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +77,29 @@ impl Sealer {
             .map_err(|_| anyhow!("sealing failed"))?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
-        Ok(SealedToken { key_id: *key_id, bytes })
+        Ok(SealedToken { key_id: *key_id | BOUND_TO_EVENT, bytes })
+    }
+
+    /// Opens the token of an event row: with the full [`seal_context`], or, for a value
+    /// sealed before that format, with the token id alone.
+    pub fn open_event(
+        &self,
+        sealed: &SealedToken,
+        kind: i16,
+        token_id: Uuid,
+        account_id: Uuid,
+        email: &str,
+    ) -> Option<String> {
+        if sealed.key_id & BOUND_TO_EVENT != 0 {
+            self.open(sealed, &seal_context(kind, token_id, account_id, email))
+        } else {
+            self.open(sealed, token_id.as_bytes())
+        }
     }
 
     /// `None` when the value was sealed under another key or has been tampered with.
     pub fn open(&self, sealed: &SealedToken, context: &[u8]) -> Option<String> {
-        let (_, cipher) = self.keys.iter().find(|(id, _)| *id == sealed.key_id)?;
+        let (_, cipher) = self.keys.iter().find(|(id, _)| *id == sealed.key_id & KEY_ID_MASK)?;
         if sealed.bytes.len() < NONCE_LEN {
             return None;
         }
@@ -90,6 +129,23 @@ mod tests {
         let sealed = sealer.seal("the-raw-token", b"row-1")?;
         assert_eq!(sealer.open(&sealed, b"row-2"), None);
         assert_eq!(Sealer::new([8; 32]).open(&sealed, b"row-1"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn an_event_opens_only_with_its_own_recipient_and_kind() -> anyhow::Result<()> {
+        let sealer = Sealer::new([9; 32]);
+        let (token, account) = (Uuid::now_v7(), Uuid::now_v7());
+        let sealed = sealer.seal("the-raw-token", &seal_context(1, token, account, "ada@example.com"))?;
+        assert_eq!(sealer.open_event(&sealed, 1, token, account, "ada@example.com").as_deref(), Some("the-raw-token"));
+        assert_eq!(sealer.open_event(&sealed, 1, token, account, "eve@example.com"), None, "recipient edited");
+        assert_eq!(sealer.open_event(&sealed, 1, token, Uuid::now_v7(), "ada@example.com"), None, "account edited");
+        assert_eq!(sealer.open_event(&sealed, 2, token, account, "ada@example.com"), None, "kind edited");
+        let downgraded = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealed.clone() };
+        assert_eq!(sealer.open_event(&downgraded, 1, token, account, "eve@example.com"), None, "flag cleared");
+        // A value sealed before the full context (token id only) still opens.
+        let legacy = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealer.seal("old", token.as_bytes())? };
+        assert_eq!(sealer.open_event(&legacy, 1, token, account, "ada@example.com").as_deref(), Some("old"));
         Ok(())
     }
 

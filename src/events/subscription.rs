@@ -280,7 +280,14 @@ impl Inner {
                 let expires_at = e.expires_at.unwrap_or(e.occurred_at);
                 let live = expires_at > self.clock.now();
                 let token = match (live, &e.sealed_token, e.token_id) {
-                    (true, Some(sealed), Some(id)) => self.sealer.open(sealed, id.as_bytes()).unwrap_or_default(),
+                    (true, Some(sealed), Some(id)) => self
+                        .sealer
+                        .open_event(sealed, EventKind::TokenCreated as i16, id, e.account_id, &e.email)
+                        .unwrap_or_else(|| {
+                            // Tampered with, or sealed under a key no longer configured.
+                            tracing::warn!(sequence = e.sequence, "a sealed token did not open; delivered without it");
+                            String::new()
+                        }),
                     _ => String::new(),
                 };
                 Payload::TokenCreated {

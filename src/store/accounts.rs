@@ -7,7 +7,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::accounts;
-use super::outbox::notify_revoked;
+use super::outbox::{notify_revoked, outbox_lock};
 use super::tokens::revoke_live_tokens;
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::email::Email;
@@ -66,6 +66,8 @@ impl Store {
     pub async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
+        // The lock order (see `store`): outbox, then the account, then its tokens.
+        outbox_lock(&txn).await?;
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))

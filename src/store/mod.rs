@@ -3,13 +3,25 @@
 //!
 //! A method that changes state and has an event to publish takes the event and writes
 //! both in one transaction (the outbox), so a crash leaves both or neither.
+//!
+//! **Lock order.** Every write transaction that touches more than one row takes its
+//! locks in one order: first the outbox lock (a transaction-scoped PostgreSQL advisory
+//! lock; on SQLite this process's write queue and the file lock play its part), then
+//! account rows (in id order), then token rows, then event rows. The token writer,
+//! `Confirm`, `SetActive`, discarding a token and the sweeper's purge all follow it, so
+//! no two of them can deadlock; single-statement writes (account creation, a hash
+//! upgrade, the attempt counter) hold one lock only. Transient failures that remain
+//! (serialization failures, a lost connection) are classified `Unavailable`, and the
+//! token writer retries them.
 
 mod accounts;
+mod attempts;
 pub mod entity;
 mod outbox;
 mod tokens;
 
 pub use accounts::{AccountRecord, NewAccount};
+pub use attempts::Reservation;
 pub use outbox::{
     EVENTS_CHANNEL, EventKind, Inserted, Notice, OUTBOX_LOCK_KEY, OutboxWrite, PurgeCounts, REVOKED_CHANNEL,
     StoredEvent, TokenCap, Written, follow_commits,
@@ -35,18 +47,29 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// Sorts a database error into what a caller can act on: a connection problem is
-/// `Unavailable`, anything else `Internal`.
+/// SQLSTATEs and SQLite result codes that mean "try the transaction again": a
+/// serialization failure or deadlock (PostgreSQL), a busy or locked file (SQLite,
+/// including the extended codes of both).
+const TRANSIENT_CODES: [&str; 6] = ["40001", "40P01", "5", "6", "261", "517"];
+
+/// Sorts a database error into what a caller can act on: a connection problem or a
+/// transient conflict is `Unavailable` (worth retrying), anything else `Internal`.
 fn classify(err: DbErr) -> Error {
     let unavailable = match &err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             sea_orm::sqlx::Error::Io(_)
-                | sea_orm::sqlx::Error::PoolTimedOut
-                | sea_orm::sqlx::Error::PoolClosed
-                | sea_orm::sqlx::Error::WorkerCrashed
-        ),
+            | sea_orm::sqlx::Error::PoolTimedOut
+            | sea_orm::sqlx::Error::PoolClosed
+            | sea_orm::sqlx::Error::WorkerCrashed
+            | sea_orm::sqlx::Error::Protocol(_) => true,
+            sea_orm::sqlx::Error::Database(db) => {
+                db.code().is_some_and(|code| TRANSIENT_CODES.contains(&code.as_ref()))
+                    // 57P01..57P03: the server is shutting down or starting (a restart).
+                    || db.code().is_some_and(|code| code.starts_with("57P"))
+            }
+            _ => false,
+        },
         _ => false,
     };
     if unavailable { Error::Unavailable(err.into()) } else { Error::Internal(err.into()) }

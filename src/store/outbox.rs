@@ -14,7 +14,7 @@ use sea_orm::{
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::entity::{event_retention, events, reset_tokens};
+use super::entity::{accounts, event_retention, events, reset_tokens};
 use super::tokens::{NewToken, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::Result;
@@ -92,8 +92,10 @@ pub struct TokenCap {
 pub enum Inserted {
     /// Stored.
     Created,
-    /// The account reached its cap: nothing stored.
+    /// The account (or the unknown address) reached its cap: nothing stored.
     Capped,
+    /// The account is no longer active: nothing stored.
+    Inactive,
     /// Another token has the same digest (plausible only for short numeric codes).
     DigestTaken,
 }
@@ -128,21 +130,22 @@ impl Store {
     pub async fn write_outbox(&self, writes: &[OutboxWrite]) -> Result<Written> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            // Serialise with other replicas' writers before counting, so two racing
-            // requests for one account cannot both pass the cap.
-            outbox_lock(&txn).await?;
-        } else {
-            // Write first, so SQLite takes its write lock before the cap count reads and
-            // the transaction never has to upgrade a read snapshot that went stale.
-            event_retention::Entity::update_many()
-                .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
-                .filter(event_retention::Column::Id.eq(1))
-                .exec(&txn)
-                .await
-                .db()?;
-        }
-        let outcomes = apply_caps(&txn, writes).await?;
+        // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
+        // Serialising with other replicas' writers before counting means two racing
+        // requests for one account cannot both pass the cap.
+        outbox_lock(&txn).await?;
+        // Every batch writes, even one whose requests all lead to nothing: its callers
+        // then wait on a commit as long as anyone's (the answer's timing is the same for
+        // every address), and on SQLite the write lock is taken before the reads below,
+        // so the transaction never has to upgrade a read snapshot that went stale.
+        event_retention::Entity::update_many()
+            .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
+            .filter(event_retention::Column::Id.eq(1))
+            .exec(&txn)
+            .await
+            .db()?;
+        let active = active_accounts(&txn, writes).await?;
+        let outcomes = apply_caps(&txn, writes, &active).await?;
         let set = txn.begin().await.db()?;
         let written = match write_set(&set, writes, &outcomes).await? {
             Some(newest) => {
@@ -191,6 +194,7 @@ impl Store {
         let now = millis(now);
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
+        outbox_lock(&txn).await?;
         let sealed = events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
             .filter(events::Column::SealedToken.is_not_null())
@@ -236,43 +240,117 @@ impl Store {
     }
 }
 
-/// Decides, in order, which entries the per-account cap lets through, with one grouped
-/// count for the whole batch. `Capped` entries change nothing, not even a revocation:
-/// requests past the cap must not let anyone keep invalidating the latest token.
-async fn apply_caps<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<Vec<Inserted>> {
-    let capped: Vec<(Uuid, TokenCap)> =
-        writes.iter().filter_map(|w| Some((w.token.as_ref()?.account_id, w.cap?))).collect();
-    let mut remaining: HashMap<Uuid, i64> = HashMap::new();
+/// The accounts of the batch's tokens that are still active, read (and on PostgreSQL
+/// share-locked until commit) inside the writer's transaction: a deactivation commits
+/// either before, and the token is not written, or after, and revokes it.
+async fn active_accounts<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<HashSet<Uuid>> {
+    let wanted: HashSet<Uuid> = writes.iter().filter_map(|w| Some(w.token.as_ref()?.account_id)).collect();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut query = accounts::Entity::find()
+        .select_only()
+        .column(accounts::Column::Id)
+        .filter(accounts::Column::Id.is_in(wanted))
+        .filter(accounts::Column::Active.eq(true))
+        .order_by_asc(accounts::Column::Id);
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        query = query.lock_shared();
+    }
+    let rows: Vec<Uuid> = query.into_tuple().all(db).await.db()?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What a cap counts: the account's tokens, or the reports for an unknown address.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum CapKey {
+    Account(Uuid),
+    UnknownEmail(String),
+}
+
+fn cap_key(write: &OutboxWrite) -> CapKey {
+    match &write.token {
+        Some(token) => CapKey::Account(token.account_id),
+        None => CapKey::UnknownEmail(write.event.email.clone()),
+    }
+}
+
+/// Decides, in order, which entries the caps let through, with one grouped count for
+/// the batch's accounts and one for its unknown addresses. `Capped` entries change
+/// nothing, not even a revocation: requests past the cap must not let anyone keep
+/// invalidating the latest token. A token for an account that is no longer active is
+/// `Inactive` and changes nothing either.
+async fn apply_caps<C: ConnectionTrait>(
+    db: &C,
+    writes: &[OutboxWrite],
+    active: &HashSet<Uuid>,
+) -> Result<Vec<Inserted>> {
+    let capped: Vec<(CapKey, TokenCap)> = writes.iter().filter_map(|w| Some((cap_key(w), w.cap?))).collect();
+    let mut remaining: HashMap<CapKey, i64> = HashMap::new();
     if let Some(since) = capped.iter().map(|(_, cap)| cap.since).min() {
         // The earliest window start in the batch: it can only count more, never fewer.
-        let accounts: HashSet<Uuid> = capped.iter().map(|(account, _)| *account).collect();
-        let recent: Vec<(Uuid, i64)> = events::Entity::find()
-            .select_only()
-            .column(events::Column::AccountId)
-            .column_as(events::Column::Sequence.count(), "recent")
-            .filter(events::Column::AccountId.is_in(accounts))
-            .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
-            .filter(events::Column::OccurredAt.gt(millis(since)))
-            .group_by(events::Column::AccountId)
-            .into_tuple()
-            .all(db)
-            .await
-            .db()?;
-        remaining.extend(recent);
+        let since = millis(since);
+        let accounts: HashSet<Uuid> = capped
+            .iter()
+            .filter_map(|(key, _)| match key {
+                CapKey::Account(id) => Some(*id),
+                CapKey::UnknownEmail(_) => None,
+            })
+            .collect();
+        let emails: HashSet<String> = capped
+            .iter()
+            .filter_map(|(key, _)| match key {
+                CapKey::UnknownEmail(email) => Some(email.clone()),
+                CapKey::Account(_) => None,
+            })
+            .collect();
+        if !accounts.is_empty() {
+            let recent: Vec<(Uuid, i64)> = events::Entity::find()
+                .select_only()
+                .column(events::Column::AccountId)
+                .column_as(events::Column::Sequence.count(), "recent")
+                .filter(events::Column::AccountId.is_in(accounts))
+                .filter(events::Column::Kind.eq(EventKind::TokenCreated as i16))
+                .filter(events::Column::OccurredAt.gt(since))
+                .group_by(events::Column::AccountId)
+                .into_tuple()
+                .all(db)
+                .await
+                .db()?;
+            remaining.extend(recent.into_iter().map(|(id, n)| (CapKey::Account(id), n)));
+        }
+        if !emails.is_empty() {
+            let recent: Vec<(String, i64)> = events::Entity::find()
+                .select_only()
+                .column(events::Column::Email)
+                .column_as(events::Column::Sequence.count(), "recent")
+                .filter(events::Column::Email.is_in(emails))
+                .filter(events::Column::Kind.eq(EventKind::ResetRequestedForUnknownEmail as i16))
+                .filter(events::Column::OccurredAt.gt(since))
+                .group_by(events::Column::Email)
+                .into_tuple()
+                .all(db)
+                .await
+                .db()?;
+            remaining.extend(recent.into_iter().map(|(email, n)| (CapKey::UnknownEmail(email), n)));
+        }
     }
     Ok(writes
         .iter()
-        .map(|w| match (&w.token, w.cap) {
-            (Some(token), Some(cap)) => {
-                let used = remaining.entry(token.account_id).or_insert(0);
-                if *used >= i64::from(cap.max) {
-                    Inserted::Capped
-                } else {
-                    *used += 1;
-                    Inserted::Created
-                }
+        .map(|w| {
+            if let Some(token) = &w.token
+                && !active.contains(&token.account_id)
+            {
+                return Inserted::Inactive;
             }
-            _ => Inserted::Created,
+            let Some(cap) = w.cap else { return Inserted::Created };
+            let used = remaining.entry(cap_key(w)).or_insert(0);
+            if *used >= i64::from(cap.max) {
+                Inserted::Capped
+            } else {
+                *used += 1;
+                Inserted::Created
+            }
         })
         .collect())
 }
@@ -343,7 +421,7 @@ async fn max_sequence<C: ConnectionTrait>(db: &C) -> Result<Option<i64>> {
 async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec<Inserted>) -> Result<Written> {
     let mut written = Written { outcomes: Vec::with_capacity(writes.len()), newest: None };
     for (write, cap) in writes.iter().zip(caps) {
-        if cap == Inserted::Capped {
+        if cap != Inserted::Created {
             written.outcomes.push(cap);
             continue;
         }
@@ -392,19 +470,20 @@ async fn write_one<C: ConnectionTrait>(db: &C, write: &OutboxWrite) -> Result<Op
     Ok(Some(insert_event(db, write.event.clone()).await?))
 }
 
-/// Takes the transaction-scoped outbox lock (PostgreSQL only; re-entrant).
-async fn outbox_lock<C: ConnectionTrait>(db: &C) -> Result<()> {
-    db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})")).await.db()?;
+/// Takes the transaction-scoped outbox lock, the first lock of every write
+/// transaction (PostgreSQL only; re-entrant; SQLite has one writer anyway).
+pub(super) async fn outbox_lock<C: ConnectionTrait>(db: &C) -> Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})")).await.db()?;
+    }
     Ok(())
 }
 
 pub(super) async fn insert_event<C: ConnectionTrait>(db: &C, event: StoredEvent) -> Result<i64> {
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        // Sequence values are drawn in call order but transactions commit in any order;
-        // holding this lock from before the draw until commit makes sequence order
-        // commit order, so a reader that has seen N never later finds a new event < N.
-        outbox_lock(db).await?;
-    }
+    // Sequence values are drawn in call order but transactions commit in any order;
+    // holding this lock from before the draw until commit makes sequence order commit
+    // order, so a reader that has seen N never later finds a new event < N.
+    outbox_lock(db).await?;
     let sequence = events::Entity::insert(event_model(event)).exec(db).await.db()?.last_insert_id;
     notify(db, sequence).await?;
     Ok(sequence)

@@ -2,12 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait,
+    Value,
+};
 use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::{accounts, events, reset_tokens};
-use super::outbox::{StoredEvent, insert_event};
+use super::outbox::{StoredEvent, insert_event, outbox_lock};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::token::TokenDigest;
 use crate::domain::{Error, Result};
@@ -30,10 +33,14 @@ pub struct TokenRecord {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the token's account is active: a token of an inactive account is never
+    /// live, whatever its own state says.
+    pub account_active: bool,
 }
 
 impl From<&NewToken> for TokenRecord {
-    /// The record of a token just written, as the database keeps it (to the millisecond).
+    /// The record of a token just written (the writer checked the account is active),
+    /// as the database keeps it (to the millisecond).
     fn from(token: &NewToken) -> Self {
         TokenRecord {
             id: token.id,
@@ -41,6 +48,7 @@ impl From<&NewToken> for TokenRecord {
             expires_at: from_millis(millis(token.expires_at)),
             used_at: None,
             revoked_at: None,
+            account_active: true,
         }
     }
 }
@@ -52,6 +60,8 @@ impl TokenRecord {
             Some("used")
         } else if self.revoked_at.is_some() {
             Some("revoked")
+        } else if !self.account_active {
+            Some("inactive")
         } else if self.expires_at <= now {
             Some("expired")
         } else {
@@ -73,17 +83,30 @@ impl Store {
     #[instrument(skip_all, err, level = "debug")]
     /// The token with any of `digests` (one per server key still accepted).
     pub async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
-        let row = reset_tokens::Entity::find()
+        type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, bool);
+        let row: Option<Row> = reset_tokens::Entity::find()
+            .select_only()
+            .columns([
+                reset_tokens::Column::Id,
+                reset_tokens::Column::AccountId,
+                reset_tokens::Column::ExpiresAt,
+                reset_tokens::Column::UsedAt,
+                reset_tokens::Column::RevokedAt,
+            ])
+            .column(accounts::Column::Active)
+            .join(JoinType::InnerJoin, reset_tokens::Relation::Account.def())
             .filter(reset_tokens::Column::Digest.is_in(digests.iter().map(|d| d.0.to_vec())))
+            .into_tuple()
             .one(&self.db)
             .await
             .db()?;
-        Ok(row.map(|t| TokenRecord {
-            id: t.id,
-            account_id: t.account_id,
-            expires_at: from_millis(t.expires_at),
-            used_at: t.used_at.map(from_millis),
-            revoked_at: t.revoked_at.map(from_millis),
+        Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, account_active)| TokenRecord {
+            id,
+            account_id,
+            expires_at: from_millis(expires_at),
+            used_at: used_at.map(from_millis),
+            revoked_at: revoked_at.map(from_millis),
+            account_active,
         }))
     }
 
@@ -93,6 +116,7 @@ impl Store {
     pub async fn discard_token(&self, id: Uuid) -> Result<()> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
+        outbox_lock(&txn).await?;
         reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
         events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
@@ -112,19 +136,8 @@ impl Store {
         let now = millis(c.now);
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
-        let consumed = reset_tokens::Entity::update_many()
-            .col_expr(reset_tokens::Column::UsedAt, Expr::value(now))
-            .filter(reset_tokens::Column::Id.eq(c.token_id))
-            .filter(reset_tokens::Column::UsedAt.is_null())
-            .filter(reset_tokens::Column::RevokedAt.is_null())
-            .filter(reset_tokens::Column::ExpiresAt.gt(now))
-            .exec(&txn)
-            .await
-            .db()?;
-        if consumed.rows_affected != 1 {
-            txn.rollback().await.db()?;
-            return Err(Error::TokenNotFound);
-        }
+        // The lock order (see `store`): outbox, then the account, then its tokens.
+        outbox_lock(&txn).await?;
         let changed = accounts::Entity::update_many()
             .col_expr(accounts::Column::PasswordHash, Expr::value(c.password_hash))
             .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))
@@ -135,6 +148,20 @@ impl Store {
             .await
             .db()?;
         if changed.rows_affected != 1 {
+            txn.rollback().await.db()?;
+            return Err(Error::TokenNotFound);
+        }
+        let consumed = reset_tokens::Entity::update_many()
+            .col_expr(reset_tokens::Column::UsedAt, Expr::value(now))
+            .filter(reset_tokens::Column::Id.eq(c.token_id))
+            .filter(reset_tokens::Column::AccountId.eq(c.account_id))
+            .filter(reset_tokens::Column::UsedAt.is_null())
+            .filter(reset_tokens::Column::RevokedAt.is_null())
+            .filter(reset_tokens::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await
+            .db()?;
+        if consumed.rows_affected != 1 {
             txn.rollback().await.db()?;
             return Err(Error::TokenNotFound);
         }

@@ -183,22 +183,31 @@ async fn reset_requests_beyond_those_in_flight_wait_for_room_then_are_refused_al
     let mut events = patient.subscribe(None).await;
     let stalled = stall_the_writer(&patient).await;
 
-    // Accepted: each holds its replica's one place until the writer has written it.
-    patient.request_token("ada@example.com").await.unwrap();
-    hasty.request_token("ada@example.com").await.unwrap();
+    // Accepted: each holds its replica's one place until the writer has written it, and
+    // is answered only then (an OK means committed).
+    let ask = |app: &TestApp, email: &'static str| {
+        let mut client = app.reset();
+        tokio::spawn(async move {
+            client.request_token(RequestTokenRequest { email: email.into(), locale: String::new() }).await
+        })
+    };
+    let mut first = ask(&patient, "ada@example.com");
+    let mut second = ask(&hasty, "ada@example.com");
+    for pending in [&mut first, &mut second] {
+        assert!(tokio::time::timeout(Duration::from_millis(200), pending).await.is_err(), "answered before commit");
+    }
     for email in ["ada@example.com", "nobody@example.com"] {
         let status = hasty.request_token(email).await.unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{email}: {status:?}");
         assert!(status.get_details_retry_info().is_some());
     }
-    let mut client = patient.reset();
-    let mut waiting = tokio::spawn(async move {
-        client.request_token(RequestTokenRequest { email: "nobody@example.com".into(), locale: String::new() }).await
-    });
+    let mut waiting = ask(&patient, "nobody@example.com");
     // Not answered while there is no room (a refusal would come at once).
     assert!(tokio::time::timeout(Duration::from_millis(200), &mut waiting).await.is_err());
 
     release_the_writer(stalled).await;
+    first.await.unwrap().expect("committed once the writer could write");
+    second.await.unwrap().expect("committed once the writer could write");
     waiting.await.unwrap().expect("it waited for room rather than being refused");
     for _ in 0..2 {
         assert_eq!(token_created(next_event(&mut events).await).email, "ada@example.com");

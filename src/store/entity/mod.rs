@@ -4,3 +4,4 @@ pub mod accounts;
 pub mod event_retention;
 pub mod events;
 pub mod reset_tokens;
+pub mod verify_failures;
