@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
@@ -64,7 +65,7 @@ pub struct App {
     guard: Arc<FailureGuard>,
     store: Store,
     bus: EventBus,
-    database_url: String,
+    database_url: crate::config::DatabaseUrl,
     server: ServerSettings,
     clients: crate::grpc::client::ClientIpSettings,
     shutdown: CancellationToken,
@@ -208,7 +209,13 @@ impl App {
     /// Serves on an already bound listener until `shutdown` completes: health turns
     /// NOT_SERVING, streams end, in-flight calls get the grace period to finish.
     pub async fn serve_on(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = HealthReporter::new();
+        // Open Watch streams (what load balancers and sidecars hold) end at shutdown;
+        // tonic's graceful shutdown would otherwise wait on them for the whole grace.
+        let health_service = HealthServer::new(EndingHealth {
+            inner: tonic_health::server::HealthService::from_health_reporter(health.clone()),
+            stop: self.shutdown.clone(),
+        });
         for name in READINESS.into_iter().chain([LIVENESS_SERVICE_NAME]) {
             health.set_service_status(name, ServingStatus::Serving).await;
         }
@@ -272,7 +279,7 @@ impl App {
             let (bus, cache) = (self.bus.clone(), Arc::clone(&self.reset.cache));
             let (listening, ready) = tokio::sync::oneshot::channel();
             let follow = crate::store::follow_commits(
-                self.database_url.clone(),
+                self.database_url.as_str().to_owned(),
                 self.shutdown.clone(),
                 listening,
                 move |notice| match notice {
@@ -369,6 +376,38 @@ impl App {
         self.store.close().await?;
         info!("stopped");
         outcome
+    }
+}
+
+/// The standard health service, whose `Watch` streams end when `stop` fires.
+struct EndingHealth {
+    inner: tonic_health::server::HealthService,
+    stop: CancellationToken,
+}
+
+type WatchStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl Health for EndingHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
+        use futures_util::StreamExt;
+        let stream = self.inner.watch(request).await?.into_inner();
+        let stop = self.stop.clone();
+        Ok(tonic::Response::new(Box::pin(stream.take_until(async move { stop.cancelled_owned().await }))))
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{DatabaseUrl, Secret};
 use crate::domain::limits::Rate;
 use crate::grpc::auth::CallerKey;
 
@@ -52,8 +53,14 @@ pub struct Settings {
     pub listen: SocketAddr,
 
     /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
-    #[arg(long, env = "PWRESET_DATABASE_URL", default_value = "sqlite://pwreset.db?mode=rwc", global = true)]
-    pub database_url: String,
+    #[arg(
+        long,
+        env = "PWRESET_DATABASE_URL",
+        default_value = "sqlite://pwreset.db?mode=rwc",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: DatabaseUrl,
 
     /// Largest database connection pool.
     #[arg(long, env = "PWRESET_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
@@ -67,7 +74,7 @@ pub struct Settings {
     /// derive from it. Default for SQLite: a key file beside the database, created on
     /// first start.
     #[arg(long, env = "PWRESET_SECRET_KEY", hide_env_values = true, global = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
 
     /// Earlier server keys still accepted for live tokens and sealed events while a
     /// rotation completes; repeatable.
@@ -78,7 +85,7 @@ pub struct Settings {
         hide_env_values = true,
         global = true
     )]
-    pub previous_secret_keys: Vec<String>,
+    pub previous_secret_keys: Vec<Secret>,
 
     /// File holding the server key (base64).
     #[arg(long, env = "PWRESET_SECRET_KEY_FILE", global = true, conflicts_with = "secret_key")]
@@ -196,6 +203,23 @@ pub struct Settings {
     /// Number of trusted proxies that append to the forwarded-for header.
     #[arg(long, env = "PWRESET_TRUSTED_PROXY_HOPS", default_value_t = 1, global = true)]
     pub trusted_proxy_hops: usize,
+
+    /// Peers (CIDR, comma-separated, or "none") whose forwarded-for and user-agent
+    /// headers are believed; callers authenticated by a key or certificate always are.
+    /// Anyone else is limited by the address it connects from.
+    #[arg(
+        long,
+        env = "PWRESET_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128",
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// IPv6 clients are rate-limited per network of this prefix length (one /64 is
+    /// usually one subscriber), 32 to 128.
+    #[arg(long, env = "PWRESET_IPV6_PREFIX", default_value_t = 64, global = true)]
+    pub ipv6_prefix: u8,
 
     /// Metadata key carrying the end user's address.
     #[arg(long, env = "PWRESET_CLIENT_IP_HEADER", default_value = "x-forwarded-for", global = true)]

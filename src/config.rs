@@ -18,6 +18,78 @@ use crate::domain::token::{TokenGenerator, TokenPolicy};
 use crate::grpc::auth::{CallerKey, Role};
 use crate::grpc::client::ClientIpSettings;
 
+/// A value that must not reach a log: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A database URL. `Debug` shows it with its password replaced, so settings can be
+/// logged; the URL itself is read with `as_str` (or through `Deref`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password of its user info (`user:password@`) replaced.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else { return self.0.clone() };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        match rest[..authority_end].rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                let masked = if user_info.contains(':') { format!("{user}:[redacted]") } else { user.to_owned() };
+                format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
 /// Where the server key comes from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
@@ -63,7 +135,7 @@ pub struct TlsSettings {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
     pub migrate: bool,
     pub key: KeySource,
@@ -96,7 +168,7 @@ impl TryFrom<&Settings> for Config {
 
     fn try_from(s: &Settings) -> anyhow::Result<Self> {
         let key = match (&s.secret_key, &s.secret_key_file) {
-            (Some(text), _) => KeySource::Given(ServerKey::parse(text).map_err(anyhow::Error::msg)?),
+            (Some(text), _) => KeySource::Given(ServerKey::parse(text.expose()).map_err(anyhow::Error::msg)?),
             (None, Some(path)) => KeySource::File(path.clone()),
             (None, None) => match sqlite_file(&s.database_url) {
                 Some(db) => KeySource::CreateIfMissing(key_file_beside(&db)),
@@ -110,7 +182,7 @@ impl TryFrom<&Settings> for Config {
         let previous_keys = s
             .previous_secret_keys
             .iter()
-            .map(|k| ServerKey::parse(k).map_err(|e| anyhow::anyhow!("previous secret key: {e}")))
+            .map(|k| ServerKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("previous secret key: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
         let generator = match s.token_generator {
@@ -143,6 +215,22 @@ impl TryFrom<&Settings> for Config {
                 .then_some(FailureLimit { failures: s.verify_failure_limit, lockout: s.verify_lockout }),
             max_pending_resets: s.max_pending_resets.max(1),
             reset_queue_wait: s.reset_queue_wait,
+            ipv6_prefix: s.ipv6_prefix,
+        };
+        if !(32..=128).contains(&s.ipv6_prefix) {
+            bail!("--ipv6-prefix must be between 32 and 128");
+        }
+        let trusted_proxies = match s.trusted_proxies.as_slice() {
+            [none] if none.trim().eq_ignore_ascii_case("none") || none.trim().is_empty() => Vec::new(),
+            list => list
+                .iter()
+                .map(|net| {
+                    let net = net.trim();
+                    net.parse::<ipnet::IpNet>()
+                        .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| anyhow::anyhow!("--trusted-proxies: {net:?} is not an address or CIDR"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
         };
         if let Some(cap) = limits.account_tokens
             && cap.period > s.event_retention
@@ -193,7 +281,9 @@ impl TryFrom<&Settings> for Config {
         };
         let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if !s.listen.ip().is_loopback() && !s.allow_unauthenticated && !client_certificates {
-            let missing: Vec<String> = [Role::Events, Role::Accounts]
+            // Every role: an open `reset` role on a reachable address lets anyone guess
+            // tokens and claim any client address.
+            let missing: Vec<String> = Role::ALL
                 .into_iter()
                 .filter(|role| !s.caller_keys.iter().any(|k| k.role == *role))
                 .map(|r| r.to_string())
@@ -231,6 +321,7 @@ impl TryFrom<&Settings> for Config {
             limits,
             clients: ClientIpSettings {
                 trusted_hops: s.trusted_proxy_hops,
+                trusted_proxies,
                 forwarded_for_header: s.client_ip_header.to_ascii_lowercase(),
                 user_agent_header: s.user_agent_header.to_ascii_lowercase(),
             },
@@ -260,7 +351,7 @@ impl Config {
     /// Defaults for tests: cheap argon2, no rate limits, an in-process key.
     pub fn for_tests(database_url: &str) -> Self {
         Config {
-            database_url: database_url.to_owned(),
+            database_url: DatabaseUrl::new(database_url),
             database_max_connections: 8,
             migrate: true,
             key: KeySource::Ephemeral,
@@ -364,19 +455,56 @@ mod tests {
     #[test]
     fn refuses_public_listener_without_keys() {
         let err = parse(&["--listen", "0.0.0.0:50051"]).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("events, accounts"), "{err}");
+        assert!(err.contains("reset, events, accounts"), "{err}");
         assert!(parse(&["--listen", "0.0.0.0:50051", "--allow-unauthenticated"]).is_ok());
-        assert!(
-            parse(&[
-                "--listen",
-                "0.0.0.0:50051",
-                "--caller-key",
-                "events=events-key-0123456789",
-                "--caller-key",
-                "accounts=accounts-key-0123456789"
-            ])
-            .is_ok()
-        );
+        let two = [
+            "--listen",
+            "0.0.0.0:50051",
+            "--caller-key",
+            "events=events-key-0123456789",
+            "--caller-key",
+            "accounts=accounts-key-0123456789",
+        ];
+        let err = parse(&two).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("no caller key for: reset"), "the reset role needs a key too: {err}");
+        let mut three = two.to_vec();
+        three.extend(["--caller-key", "reset=reset-key-0123456789"]);
+        assert!(parse(&three).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_parse_as_cidrs_addresses_or_none() -> anyhow::Result<()> {
+        let c = parse(&[])?;
+        assert_eq!(c.clients.trusted_proxies.len(), 2, "loopback by default");
+        let c = parse(&["--trusted-proxies", "10.0.0.0/8,192.0.2.1,fd00::/8"])?;
+        assert_eq!(c.clients.trusted_proxies.len(), 3);
+        assert!(parse(&["--trusted-proxies", "none"])?.clients.trusted_proxies.is_empty());
+        assert!(parse(&["--trusted-proxies", "not-a-net"]).is_err());
+        assert!(parse(&["--ipv6-prefix", "16"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn debug_of_settings_hides_secrets() -> anyhow::Result<()> {
+        let key = ServerKey::from_bytes([7; 32]).encode();
+        let url = "postgres://pwreset:hunter2-db-secret@db.internal:5432/pwreset";
+        let cli = crate::cli::Cli::try_parse_from([
+            "pwreset",
+            "serve",
+            "--database-url",
+            url,
+            "--secret-key",
+            &key,
+            "--previous-secret-key",
+            &key,
+        ])?;
+        let config = Config::try_from(&cli.settings)?;
+        for shown in [format!("{:?}", cli), format!("{config:?}")] {
+            assert!(!shown.contains("hunter2-db-secret"), "{shown}");
+            assert!(!shown.contains(&key), "{shown}");
+            assert!(shown.contains("postgres://pwreset:[redacted]@db.internal:5432/pwreset"), "{shown}");
+        }
+        Ok(())
     }
 
     #[test]

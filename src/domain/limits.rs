@@ -83,6 +83,8 @@ pub struct RateLimits {
     pub max_pending_resets: usize,
     /// How long a reset request waits for room among those in flight.
     pub reset_queue_wait: std::time::Duration,
+    /// IPv6 clients share a bucket per network of this prefix length.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimits {
@@ -96,6 +98,7 @@ impl Default for RateLimits {
             verify_failures: None,
             max_pending_resets: 1024,
             reset_queue_wait: std::time::Duration::from_millis(100),
+            ipv6_prefix: 64,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Rpc {
 
 pub struct Limits {
     clock: GovernorClock,
+    ipv6_prefix: u8,
     request_token: Option<Keyed<IpAddr>>,
     validate_token: Option<Keyed<IpAddr>>,
     confirm: Option<Keyed<IpAddr>>,
@@ -132,6 +136,7 @@ impl Limits {
         let limiter = |rate: Option<Rate>| rate.and_then(Rate::quota).map(|q| keyed(q, clock));
         Self {
             clock: GovernorClock(clock.clone()),
+            ipv6_prefix: limits.ipv6_prefix.min(128),
             request_token: limiter(limits.request_token),
             validate_token: limiter(limits.validate_token),
             confirm: limiter(limits.confirm),
@@ -148,13 +153,24 @@ impl Limits {
         }
     }
 
-    /// Counts one call of `rpc` from the client's address; callers with no known
-    /// address share one bucket.
+    /// The bucket of an address: itself for IPv4, its network for IPv6 (a subscriber
+    /// usually has a whole /64, and would otherwise have 2^64 buckets).
+    fn bucket(&self, ip: Option<IpAddr>) -> IpAddr {
+        match ip {
+            Some(IpAddr::V6(v6)) => ipnet::Ipv6Net::new(v6, self.ipv6_prefix)
+                .map_or(IpAddr::V6(v6), |net| IpAddr::V6(net.network())),
+            Some(v4) => v4,
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    /// Counts one call of `rpc` from the client's address (IPv6: its network);
+    /// callers with no known address share one bucket.
     pub fn check(&self, rpc: Rpc, client: &ClientInfo) -> Result<()> {
         let Some(limiter) = self.limiter(rpc) else {
             return Ok(());
         };
-        let key = client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let key = self.bucket(client.ip);
         limiter.check_key(&key).map_err(|not_until| {
             metrics::counter!("pwreset_rate_limited_total", "rpc" => rpc.name()).increment(1);
             Error::RateLimited { retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)) }
@@ -201,6 +217,17 @@ mod tests {
         assert!(retry_after > Duration::from_secs(60 * 29));
         assert!(limits.check(Rpc::Confirm, &b).is_ok());
         assert!(limits.check(Rpc::RequestToken, &a).is_ok(), "other RPCs are unlimited here");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
+        let at = |ip: &str| ClientInfo { ip: ip.parse().ok(), user_agent: String::new() };
+        assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2::1")).is_ok());
+        assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2:ffff::9")).is_ok());
+        assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2:abcd::77")).is_err(), "same /64, same bucket");
+        assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:3::1")).is_ok(), "the next /64 is another bucket");
     }
 
     #[test]

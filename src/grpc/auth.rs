@@ -92,6 +92,11 @@ impl fmt::Debug for CallerKey {
     }
 }
 
+/// Put in a request's extensions when its caller proved a role with a key or a client
+/// certificate (not when the role is open to anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated(pub Role);
+
 /// A verified client certificate with a DNS subject alternative name
 /// `ROLE` + this suffix (e.g. `events.caller.pwreset.internal`) holds that role.
 pub const CERT_ROLE_SUFFIX: &str = ".caller.pwreset.internal";
@@ -127,18 +132,23 @@ impl CallerKeys {
         self.keys.iter().any(|k| k.role == role)
     }
 
-    /// `Ok` when the role is open (no key configured and no mTLS), `presented` is one of
-    /// its keys, or a verified certificate names it.
-    fn authorise(&self, role: Role, presented: Option<&[u8]>, certified: &[Role]) -> Result<(), Status> {
+    /// `Ok` when the role is open (no key configured and no mTLS: `None`), or proven
+    /// (`Some`): `presented` is one of its keys, or a verified certificate names it.
+    fn authorise(
+        &self,
+        role: Role,
+        presented: Option<&[u8]>,
+        certified: &[Role],
+    ) -> Result<Option<Authenticated>, Status> {
         if !self.has_key_for(role) && !self.certificates {
-            return Ok(());
+            return Ok(None);
         }
         let Some(presented) = presented else {
             return match certified {
                 [] => Err(Status::unauthenticated(
                     "missing caller credentials: send authorization: Bearer KEY or a client certificate",
                 )),
-                roles if roles.contains(&role) => Ok(()),
+                roles if roles.contains(&role) => Ok(Some(Authenticated(role))),
                 _ => Err(Status::permission_denied(format!("this client certificate does not grant the {role} role"))),
             };
         };
@@ -154,7 +164,7 @@ impl CallerKeys {
             }
         }
         if bool::from(own) {
-            Ok(())
+            Ok(Some(Authenticated(role)))
         } else if bool::from(other) {
             Err(Status::permission_denied(format!("this caller key does not grant the {role} role")))
         } else {
@@ -209,7 +219,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let verdict = match Role::for_path(request.uri().path()) {
             Some(role) => {
                 let certified = request
@@ -220,10 +230,15 @@ where
                     .unwrap_or_default();
                 self.keys.authorise(role, bearer(request.headers()), &certified)
             }
-            None => Ok(()),
+            None => Ok(None),
         };
         match verdict {
-            Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
+            Ok(proven) => {
+                if let Some(proven) = proven {
+                    request.extensions_mut().insert(proven);
+                }
+                futures_util::future::Either::Right(self.inner.call(request))
+            }
             Err(status) => futures_util::future::Either::Left(std::future::ready(Ok(status.into_http()))),
         }
     }
@@ -261,7 +276,11 @@ mod tests {
             k.authorise(Role::Reset, Some(b"accounts-key-0123456789"), &[]).map_err(|s| s.code()),
             Err(tonic::Code::PermissionDenied)
         );
-        assert!(k.authorise(Role::Events, None, &[]).is_ok(), "a role with no key is open");
+        assert_eq!(k.authorise(Role::Events, None, &[]).ok(), Some(None), "a role with no key is open");
+        assert_eq!(
+            k.authorise(Role::Reset, Some(b"reset-key-0123456789"), &[]).ok(),
+            Some(Some(Authenticated(Role::Reset)))
+        );
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Who the end user is: the client address through the configured trusted proxy hops
 //! in `x-forwarded-for`, else the peer; the agent from `x-forwarded-user-agent`, else
 //! `user-agent`. Both header names are configurable.
+//!
+//! The forwarded headers are the caller's word, so they count only from a caller we
+//! trust: one authenticated by a key or a client certificate (a backend acting for its
+//! user), or a peer inside `--trusted-proxies` (a sidecar or edge proxy). Anyone else
+//! is limited by the address it connects from, and its own `user-agent`.
 
 use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
 use tonic::metadata::MetadataMap;
 
+use super::auth::Authenticated;
 use crate::domain::ClientInfo;
 
 /// Longest user agent kept; longer ones are cut at a character boundary.
@@ -17,6 +24,8 @@ const MAX_FORWARDED_BYTES: usize = 2048;
 pub struct ClientIpSettings {
     /// Proxies in front of the service that append to `forwarded_for_header`.
     pub trusted_hops: usize,
+    /// Peers whose forwarded headers are believed without a key or certificate.
+    pub trusted_proxies: Vec<IpNet>,
     pub forwarded_for_header: String,
     pub user_agent_header: String,
 }
@@ -25,31 +34,41 @@ impl Default for ClientIpSettings {
     fn default() -> Self {
         Self {
             trusted_hops: 1,
+            trusted_proxies: default_trusted_proxies(),
             forwarded_for_header: "x-forwarded-for".into(),
             user_agent_header: "x-forwarded-user-agent".into(),
         }
     }
 }
 
+/// Loopback, where a mesh sidecar connects from.
+pub fn default_trusted_proxies() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect()
+}
+
 impl ClientIpSettings {
     /// The end user behind a request, also recorded as `client_ip` on the RPC's span.
     pub fn of<T>(&self, request: &tonic::Request<T>) -> ClientInfo {
-        let client = self.client(request.metadata(), request.remote_addr());
+        let authenticated = request.extensions().get::<Authenticated>().is_some();
+        let client = self.client(request.metadata(), request.remote_addr(), authenticated);
         tracing::Span::current().record("client_ip", tracing::field::display(client.ip_string()));
         client
     }
 
-    pub fn client(&self, metadata: &MetadataMap, peer: Option<SocketAddr>) -> ClientInfo {
-        let forwarded = metadata
-            .get(self.forwarded_for_header.as_str())
-            .and_then(|v| v.to_str().ok())
+    /// Whether the forwarded headers of this caller are believed.
+    fn trusts(&self, peer: Option<SocketAddr>, authenticated: bool) -> bool {
+        authenticated || peer.is_some_and(|p| self.trusted_proxies.iter().any(|net| net.contains(&p.ip())))
+    }
+
+    pub fn client(&self, metadata: &MetadataMap, peer: Option<SocketAddr>, authenticated: bool) -> ClientInfo {
+        let trusted = self.trusts(peer, authenticated);
+        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+        let forwarded = header(&self.forwarded_for_header)
+            .filter(|_| trusted)
             .and_then(|v| forwarded_client(v, self.trusted_hops));
         let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
-        let agent = [self.user_agent_header.as_str(), "user-agent"]
-            .iter()
-            .find_map(|h| metadata.get(*h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
-            .unwrap_or_default();
-        ClientInfo { ip, user_agent: truncate(agent, MAX_USER_AGENT_BYTES).to_owned() }
+        let agent = header(&self.user_agent_header).filter(|_| trusted).or_else(|| header("user-agent"));
+        ClientInfo { ip, user_agent: truncate(agent.unwrap_or_default(), MAX_USER_AGENT_BYTES).to_owned() }
     }
 }
 
@@ -101,6 +120,29 @@ mod tests {
         assert_eq!(forwarded_client("not-an-ip", 1), None);
         assert_eq!(forwarded_client("203.0.113.7", 0), None);
         assert_eq!(forwarded_client("[2001:db8::1]:443", 1), ip("2001:db8::1"));
+    }
+
+    fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap_or_else(|_| unreachable!()));
+        }
+        m
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_peers_or_authenticated_callers() {
+        let settings = ClientIpSettings::default();
+        let m = metadata(&[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-user-agent", "forged"), ("user-agent", "own")]);
+        let sidecar: Option<SocketAddr> = "127.0.0.1:4000".parse().ok();
+        let stranger: Option<SocketAddr> = "198.51.100.9:4000".parse().ok();
+        assert_eq!(settings.client(&m, sidecar, false).ip, ip("203.0.113.7"));
+        assert_eq!(settings.client(&m, sidecar, false).user_agent, "forged");
+        assert_eq!(settings.client(&m, stranger, false).ip, ip("198.51.100.9"), "a stranger's header is ignored");
+        assert_eq!(settings.client(&m, stranger, false).user_agent, "own");
+        assert_eq!(settings.client(&m, stranger, true).ip, ip("203.0.113.7"), "an authenticated backend is believed");
+        let none = ClientIpSettings { trusted_proxies: Vec::new(), ..ClientIpSettings::default() };
+        assert_eq!(none.client(&m, sidecar, false).ip, ip("127.0.0.1"));
     }
 
     #[test]

@@ -19,6 +19,44 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "x-request-id";
+/// The label values of a path outside the served contract: metrics stay bounded
+/// whatever paths callers invent.
+const UNKNOWN: &str = "unknown";
+
+/// Every served method as `(service, method)`: the contract's (from its descriptor
+/// set, so a new RPC is counted without a list to update), health and reflection.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<(String, String)>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message;
+        let mut known = std::collections::HashSet::new();
+        for set in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+            let Ok(files) = prost_types::FileDescriptorSet::decode(set) else { continue };
+            for file in files.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let name = format!("{package}.{}", service.name.unwrap_or_default());
+                    for method in service.method {
+                        known.insert((name.clone(), method.name.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        for version in ["v1", "v1alpha"] {
+            known.insert((format!("grpc.reflection.{version}.ServerReflection"), "ServerReflectionInfo".to_owned()));
+        }
+        known
+    });
+
+/// The (service, method) labels of a request path: its own for a served method,
+/// `unknown` for anything else.
+fn method_labels(path: &str) -> (String, String) {
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) if KNOWN_METHODS.contains(&(service.to_owned(), method.to_owned())) => {
+            (service.to_owned(), method.to_owned())
+        }
+        _ => (UNKNOWN.to_owned(), UNKNOWN.to_owned()),
+    }
+}
 const MAX_REQUEST_ID: usize = 128;
 
 /// gRPC code names as the Go ecosystem (and so Prometheus dashboards) spell them.
@@ -126,8 +164,8 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let path = request.uri().path().to_owned();
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"));
-        let (service, method, kind) = (service.to_owned(), method.to_owned(), grpc_type(&path));
+        let (service, method) = method_labels(&path);
+        let kind = grpc_type(&path);
         let id = request_id(request.headers());
         if let Ok(value) = HeaderValue::from_str(&id) {
             request.headers_mut().insert(REQUEST_ID, value);
@@ -140,7 +178,7 @@ where
             .map_or((String::new(), String::new()), |(t, p)| (t.to_owned(), p.to_owned()));
         let span = tracing::info_span!(
             "grpc.server",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = %format!("{service}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.service = %service,
@@ -218,6 +256,19 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
+    }
+
+    #[test]
+    fn only_served_methods_get_their_own_labels() {
+        assert_eq!(
+            method_labels("/identity.passwordreset.v1.PasswordResetService/Confirm"),
+            ("identity.passwordreset.v1.PasswordResetService".to_owned(), "Confirm".to_owned())
+        );
+        assert_eq!(method_labels("/grpc.health.v1.Health/Watch").1, "Watch");
+        assert_eq!(method_labels("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").1, "ServerReflectionInfo");
+        for junk in ["/junk1.Svc1/Method1", "/identity.passwordreset.v1.PasswordResetService/Nope", "/", "x"] {
+            assert_eq!(method_labels(junk), (UNKNOWN.to_owned(), UNKNOWN.to_owned()), "{junk}");
+        }
     }
 
     #[test]
