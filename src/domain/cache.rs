@@ -105,19 +105,47 @@ impl TokenCache {
         self.insert(Some(epoch), digest, record);
     }
 
-    /// Caches a token this replica has just created and committed.
-    pub fn insert_created(&self, digest: &TokenDigest, record: &TokenRecord) {
+    /// Caches a token as if just created (tests of the cache itself).
+    #[cfg(test)]
+    fn insert_created(&self, digest: &TokenDigest, record: &TokenRecord) {
         self.insert(None, digest, record);
+    }
+
+    /// After a write that created tokens (each account's newest) and revoked the
+    /// accounts' others: drops what the cache held for those accounts and caches the
+    /// new tokens, unless some account changed since `epoch` was taken before the write
+    /// (a deactivation that committed meanwhile may have revoked them already).
+    pub fn replace_created(&self, epoch: u64, created: &[(&TokenDigest, TokenRecord)]) {
+        let now = self.clock.now();
+        let mut entries = self.lock();
+        let unchanged = self.epoch.fetch_add(1, Ordering::SeqCst) == epoch;
+        for (_, record) in created {
+            for digest in entries.by_account.remove(&record.account_id).unwrap_or_default() {
+                entries.by_digest.remove(&digest);
+            }
+        }
+        if unchanged && self.enabled() {
+            for (digest, record) in created {
+                self.insert_locked(&mut entries, digest, record, now);
+            }
+        }
     }
 
     fn insert(&self, epoch: Option<u64>, digest: &TokenDigest, record: &TokenRecord) {
         let now = self.clock.now();
-        if !self.enabled() || record.refusal(now).is_some() {
+        if !self.enabled() {
             return;
         }
         let mut entries = self.lock();
         // Checked under the lock that `forget` advances the epoch under.
         if epoch.is_some_and(|e| e != self.epoch()) {
+            return;
+        }
+        self.insert_locked(&mut entries, digest, record, now);
+    }
+
+    fn insert_locked(&self, entries: &mut Entries, digest: &TokenDigest, record: &TokenRecord, now: DateTime<Utc>) {
+        if record.refusal(now).is_some() {
             return;
         }
         if entries.by_digest.len() >= self.capacity && !entries.by_digest.contains_key(&digest.0) {

@@ -157,8 +157,9 @@ impl Limits {
     /// usually has a whole /64, and would otherwise have 2^64 buckets).
     fn bucket(&self, ip: Option<IpAddr>) -> IpAddr {
         match ip {
-            Some(IpAddr::V6(v6)) => ipnet::Ipv6Net::new(v6, self.ipv6_prefix)
-                .map_or(IpAddr::V6(v6), |net| IpAddr::V6(net.network())),
+            Some(IpAddr::V6(v6)) => {
+                ipnet::Ipv6Net::new(v6, self.ipv6_prefix).map_or(IpAddr::V6(v6), |net| IpAddr::V6(net.network()))
+            }
             Some(v4) => v4,
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }

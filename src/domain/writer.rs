@@ -132,6 +132,7 @@ impl TokenWriter {
         }
         let started = std::time::Instant::now();
         metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
+        let epoch = self.cache.epoch();
         let written = match self.write_with_retries(&writes).await {
             Ok(written) => written,
             Err(e) => {
@@ -144,7 +145,7 @@ impl TokenWriter {
             }
         };
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
-        self.cache_created(&writes, &written.outcomes);
+        self.cache_created(epoch, &writes, &written.outcomes);
         if let Some(sequence) = written.newest {
             self.bus.published(sequence);
         }
@@ -200,17 +201,15 @@ impl TokenWriter {
 
     /// Puts each account's newest token written into the cache, after dropping what the
     /// cache held for the account (the write revoked it).
-    fn cache_created(&self, writes: &[OutboxWrite], outcomes: &[Inserted]) {
+    fn cache_created(&self, epoch: u64, writes: &[OutboxWrite], outcomes: &[Inserted]) {
         let mut newest: HashMap<Uuid, &NewToken> = HashMap::new();
         for (write, _) in writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created) {
             if let Some(token) = &write.token {
                 newest.insert(token.account_id, token);
             }
         }
-        for (account_id, token) in newest {
-            self.cache.forget(account_id, None);
-            self.cache.insert_created(&token.digest, &TokenRecord::from(token));
-        }
+        let created: Vec<_> = newest.into_values().map(|t| (&t.digest, TokenRecord::from(t))).collect();
+        self.cache.replace_created(epoch, &created);
     }
 
     fn prepare(&self, job: &Job) -> Result<Option<OutboxWrite>> {

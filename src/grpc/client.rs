@@ -63,9 +63,8 @@ impl ClientIpSettings {
     pub fn client(&self, metadata: &MetadataMap, peer: Option<SocketAddr>, authenticated: bool) -> ClientInfo {
         let trusted = self.trusts(peer, authenticated);
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-        let forwarded = header(&self.forwarded_for_header)
-            .filter(|_| trusted)
-            .and_then(|v| forwarded_client(v, self.trusted_hops));
+        let forwarded =
+            header(&self.forwarded_for_header).filter(|_| trusted).and_then(|v| forwarded_client(v, self.trusted_hops));
         let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
         let agent = header(&self.user_agent_header).filter(|_| trusted).or_else(|| header("user-agent"));
         ClientInfo { ip, user_agent: truncate(agent.unwrap_or_default(), MAX_USER_AGENT_BYTES).to_owned() }
@@ -133,7 +132,11 @@ mod tests {
     #[test]
     fn forwarded_headers_count_only_from_trusted_peers_or_authenticated_callers() {
         let settings = ClientIpSettings::default();
-        let m = metadata(&[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-user-agent", "forged"), ("user-agent", "own")]);
+        let m = metadata(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-user-agent", "forged"),
+            ("user-agent", "own"),
+        ]);
         let sidecar: Option<SocketAddr> = "127.0.0.1:4000".parse().ok();
         let stranger: Option<SocketAddr> = "198.51.100.9:4000".parse().ok();
         assert_eq!(settings.client(&m, sidecar, false).ip, ip("203.0.113.7"));

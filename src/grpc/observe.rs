@@ -265,7 +265,10 @@ mod tests {
             ("identity.passwordreset.v1.PasswordResetService".to_owned(), "Confirm".to_owned())
         );
         assert_eq!(method_labels("/grpc.health.v1.Health/Watch").1, "Watch");
-        assert_eq!(method_labels("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").1, "ServerReflectionInfo");
+        assert_eq!(
+            method_labels("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").1,
+            "ServerReflectionInfo"
+        );
         for junk in ["/junk1.Svc1/Method1", "/identity.passwordreset.v1.PasswordResetService/Nope", "/", "x"] {
             assert_eq!(method_labels(junk), (UNKNOWN.to_owned(), UNKNOWN.to_owned()), "{junk}");
         }

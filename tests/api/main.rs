@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod cache;
 mod events;
+mod hardening;
 mod helpers;
 mod operate;
 mod reset;

@@ -11,7 +11,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::*;
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let addr = app.metrics_addr.expect("metrics enabled");
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
