@@ -73,3 +73,21 @@ fn serve_stops_cleanly_on_sigterm() {
     assert!(exit.success(), "exit status {exit:?}: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[test]
+fn help_never_shows_the_values_of_secret_settings() {
+    let dir = TempDir::new().unwrap();
+    let out = pwreset(&dir)
+        .arg("--help")
+        .env("PWRESET_DATABASE_URL", "postgres://pwreset:hunter2-db-secret@db.internal/pwreset")
+        .env("PWRESET_SECRET_KEY", "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXktMDA=")
+        .env("PWRESET_CALLER_KEYS", "reset=caller-key-secret-0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--database-url"), "{help}");
+    for secret in ["hunter2-db-secret", "c2VjcmV0LWtleS1zZWNyZXQta2V5", "caller-key-secret"] {
+        assert!(!help.contains(secret), "--help shows {secret}");
+    }
+}

@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod binary;
 mod cache;
+mod chaos;
 mod events;
 mod hardening;
 mod helpers;
