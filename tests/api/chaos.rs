@@ -78,6 +78,55 @@ fn created_email(e: &Event) -> Option<&str> {
     }
 }
 
+/// What 16 concurrent callers, one request per account, were answered.
+#[derive(Clone, Default)]
+struct Answers {
+    acked: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<Vec<tonic::Code>>>,
+}
+
+/// Starts 16 callers requesting a token for each of `emails` in turn; with
+/// `stop_on_error` a caller stops at its first error (the server is gone).
+fn load(channel: &Channel, emails: Vec<String>, stop_on_error: bool) -> (Answers, Vec<tokio::task::JoinHandle<()>>) {
+    let answers = Answers::default();
+    let next = Arc::new(Mutex::new(emails.into_iter()));
+    let callers = (0..16)
+        .map(|_| {
+            let (channel, answers, next) = (channel.clone(), answers.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut client = PasswordResetServiceClient::new(channel);
+                loop {
+                    let Some(email) = next.lock().unwrap().next() else { return };
+                    let request = RequestTokenRequest { email: email.clone(), locale: String::new() };
+                    match client.request_token(request).await {
+                        Ok(_) => answers.acked.lock().unwrap().push(email),
+                        Err(status) => {
+                            answers.refused.lock().unwrap().push(status.code());
+                            if stop_on_error {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    (answers, callers)
+}
+
+impl Answers {
+    async fn wait_for_acks(&self, n: usize) {
+        eventually(&format!("{n} requests answered"), || {
+            let acked = self.acked.lock().unwrap().len();
+            async move {
+                tokio::task::yield_now().await;
+                acked >= n
+            }
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let db = TestDb::create().await;
@@ -106,38 +155,14 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
     };
 
     // 16 callers, one request per account; the server is killed once 60 were answered OK.
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let next = Arc::new(Mutex::new(emails.clone().into_iter()));
-    let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let (channel, acked, next) = (server.channel.clone(), Arc::clone(&acked), Arc::clone(&next));
-            tokio::spawn(async move {
-                let mut client = PasswordResetServiceClient::new(channel);
-                loop {
-                    let Some(email) = next.lock().unwrap().next() else { return };
-                    let request = RequestTokenRequest { email: email.clone(), locale: String::new() };
-                    match client.request_token(request).await {
-                        Ok(_) => acked.lock().unwrap().push(email),
-                        Err(_) => return, // the server is gone
-                    }
-                }
-            })
-        })
-        .collect();
-    eventually("60 requests answered", || {
-        let n = acked.lock().unwrap().len();
-        async move {
-            tokio::task::yield_now().await;
-            n >= 60
-        }
-    })
-    .await;
+    let (answers, callers) = load(&server.channel, emails.clone(), true);
+    answers.wait_for_acks(60).await;
     server.kill_9();
     for caller in callers {
         caller.await.unwrap();
     }
     follow.await.unwrap();
-    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let acked: Vec<String> = answers.acked.lock().unwrap().clone();
     let cursor = *cursor.lock().unwrap();
 
     let server = Server::start(db.url(), &key);
@@ -203,34 +228,8 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_request() {
     for email in emails.iter().chain([&"marker@example.com".to_owned()]) {
         app.create_account(email, None).await;
     }
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let refused = Arc::new(Mutex::new(Vec::<tonic::Code>::new()));
-    let next = Arc::new(Mutex::new(emails.clone().into_iter()));
-    let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let (channel, acked, refused, next) =
-                (app.channel.clone(), Arc::clone(&acked), Arc::clone(&refused), Arc::clone(&next));
-            tokio::spawn(async move {
-                let mut client = PasswordResetServiceClient::new(channel);
-                loop {
-                    let Some(email) = next.lock().unwrap().next() else { return };
-                    let request = RequestTokenRequest { email: email.clone(), locale: String::new() };
-                    match client.request_token(request).await {
-                        Ok(_) => acked.lock().unwrap().push(email),
-                        Err(status) => refused.lock().unwrap().push(status.code()),
-                    }
-                }
-            })
-        })
-        .collect();
-    eventually("60 requests answered", || {
-        let n = acked.lock().unwrap().len();
-        async move {
-            tokio::task::yield_now().await;
-            n >= 60
-        }
-    })
-    .await;
+    let (answers, callers) = load(&app.channel, emails.clone(), false);
+    answers.wait_for_acks(60).await;
     tokio::task::spawn_blocking(restart_postgres).await.unwrap();
     for caller in callers {
         caller.await.unwrap();
@@ -245,8 +244,8 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_request() {
     }
     assert!(marker_ok, "requests succeed again after the restart");
     let all = events_until_marker(app.channel.clone(), 0, "marker@example.com").await;
-    let acked: Vec<String> = acked.lock().unwrap().clone();
-    let refused: Vec<tonic::Code> = refused.lock().unwrap().clone();
+    let acked: Vec<String> = answers.acked.lock().unwrap().clone();
+    let refused: Vec<tonic::Code> = answers.refused.lock().unwrap().clone();
     let created: HashSet<&str> = all.iter().filter_map(created_email).collect();
     let lost: Vec<&String> = acked.iter().filter(|e| !created.contains(e.as_str())).collect();
     let sequences: BTreeSet<u64> = all.iter().map(|e| e.sequence).collect();
