@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{DatabaseUrl, Secret};
 use crate::domain::limits::Rate;
 use crate::grpc::auth::CallerKey;
 
@@ -307,5 +306,77 @@ impl std::str::FromStr for RateArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.eq_ignore_ascii_case("off") { Ok(RateArg(None)) } else { s.parse().map(|r| RateArg(Some(r))) }
+    }
+}
+
+/// A value that must not reach a log: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A database URL. `Debug` shows it with its password replaced, so settings can be
+/// logged; the URL itself is read with `as_str` (or through `Deref`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password of its user info (`user:password@`) replaced.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else { return self.0.clone() };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        match rest[..authority_end].rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                let masked = if user_info.contains(':') { format!("{user}:[redacted]") } else { user.to_owned() };
+                format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
     }
 }
