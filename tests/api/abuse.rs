@@ -142,7 +142,7 @@ async fn errors_carry_no_hint_of_whether_an_account_exists() {
 
 /// Keeps the token writer from finishing: holds SQLite's write lock, or on PostgreSQL
 /// the outbox lock, on a connection of its own until `COMMIT` / unlock.
-async fn stall_the_writer(app: &TestApp) -> sea_orm::DatabaseConnection {
+pub async fn stall_the_writer(app: &TestApp) -> sea_orm::DatabaseConnection {
     use sea_orm::ConnectionTrait;
     let mut options = sea_orm::ConnectOptions::new(app.db.url().to_owned());
     options.max_connections(1).min_connections(1);
@@ -156,7 +156,7 @@ async fn stall_the_writer(app: &TestApp) -> sea_orm::DatabaseConnection {
     db
 }
 
-async fn release_the_writer(db: sea_orm::DatabaseConnection) {
+pub async fn release_the_writer(db: sea_orm::DatabaseConnection) {
     use sea_orm::ConnectionTrait;
     let release = if app_is_postgres() {
         format!("SELECT pg_advisory_unlock({})", pwreset::store::OUTBOX_LOCK_KEY)

@@ -145,3 +145,23 @@ async fn a_taken_digest_fails_only_its_own_entry() {
     assert!(token(url, ids[1]).await.unwrap().revoked_at.is_none());
     assert!(event_of(url, ids[1]).await.unwrap().sealed_token.is_some());
 }
+
+#[tokio::test]
+async fn the_writer_creates_no_token_for_an_account_deactivated_before_its_transaction() {
+    let app = TestApp::spawn().await;
+    let account = app.create_account("a@example.com", Some(STRONG)).await;
+    let id: Uuid = account.account_id.parse().unwrap();
+    app.accounts()
+        .set_active(pwreset::proto::SetActiveRequest { account_id: account.account_id, active: false })
+        .await
+        .unwrap();
+    // The request read the account while it was active; the deactivation committed
+    // before the writer's transaction.
+    let store = Store::connect(app.db.url(), 2).await.unwrap();
+    let write = token_write(id, [5; 32], app.clock_now(), None);
+    let token_id = id_of(&write);
+    let written = store.write_outbox(&[write]).await.unwrap();
+    assert_eq!(written.outcomes, vec![Inserted::Inactive]);
+    assert!(token(app.db.url(), token_id).await.is_none());
+    assert!(event_of(app.db.url(), token_id).await.is_none());
+}
