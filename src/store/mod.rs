@@ -106,6 +106,15 @@ impl Store {
         if url.contains(":memory:") {
             // An in-memory database vanishes when the pool recycles its connection.
             options.idle_timeout(None).max_lifetime(None);
+        } else {
+            // Write-ahead log with a sync at every commit: a commit is one append and one
+            // fsync instead of a journal file created, synced and deleted, readers never
+            // wait for a writer, and a committed transaction survives a crash or power
+            // loss alike (what "an OK means durable" rests on).
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full)
+            });
         }
         let db = Database::connect(options).await.with_context(|| "connecting to the database")?;
         Ok(Self { db, sqlite_writer: Arc::default() })
