@@ -17,8 +17,8 @@ use super::guard::FailureGuard;
 use super::hasher::Hasher;
 use super::limits::{Limits, Rpc};
 use super::password::{Password, PasswordPolicy};
-use super::token::{RawToken, TokenDigester, TokenPolicy};
-use super::writer::{Job, Work, retain_until};
+use super::token::{RawToken, TokenDigester};
+use super::writer::{Job, retain_until};
 use crate::events::bus::EventBus;
 use crate::store::{Confirmation, EventKind, Store, StoredEvent, TokenRecord};
 
@@ -30,15 +30,12 @@ pub struct ResetService {
     pub(crate) hasher: Arc<Hasher>,
     pub(crate) digester: TokenDigester,
     pub(crate) cache: Arc<TokenCache>,
-    pub(crate) tokens: TokenPolicy,
     pub(crate) passwords: PasswordPolicy,
     pub(crate) clock: SharedClock,
     pub(crate) bus: EventBus,
     pub(crate) limits: Arc<Limits>,
     /// How long events stay replayable.
     pub(crate) event_retention: Duration,
-    /// Queue `ResetRequestedForUnknownEmail` for addresses with no account.
-    pub(crate) emit_unknown_account_events: bool,
     /// Token work, group-committed; requests wait for it.
     pub(crate) writer: mpsc::Sender<Job>,
     /// Bounds the reset requests in flight.
@@ -59,27 +56,18 @@ fn parse_locale(locale: String) -> Result<String> {
 impl ResetService {
     /// Creates a token and its `TokenCreated` event if `email` names an active account
     /// that may reset; otherwise does nothing. Either way the answer is the same, and so
-    /// is the time it takes: both paths do one account lookup and then wait for the
-    /// same group commit of the [`TokenWriter`](super::writer::TokenWriter). An OK is
-    /// given only once the work is committed.
+    /// is the time it takes: every request goes to the
+    /// [`TokenWriter`](super::writer::TokenWriter), which looks up a whole batch's
+    /// addresses in one query and commits the batch at once. An OK is given only once
+    /// the work is committed.
     pub async fn request_token(&self, email: &str, locale: String, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::RequestToken, client)?;
         let email = Email::parse(email)?;
         let locale = parse_locale(locale)?;
         // Taken for every address, so a full queue answers the same for all of them.
         let permit = self.permit().await?;
-        let record = self.store.account_by_email(&email).await?;
-        let work = match record {
-            None if self.emit_unknown_account_events => Work::UnknownEmail(email),
-            None => Work::Nothing("no_account"),
-            Some(r) if !r.account.active => Work::Nothing("inactive"),
-            Some(r) if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
-                Work::Nothing("no_usable_password")
-            }
-            Some(r) => Work::Token(r.account),
-        };
         let (done, committed) = oneshot::channel();
-        let job = Job { work, locale, client: client.clone(), permit, span: Span::current(), done };
+        let job = Job { email, locale, client: client.clone(), permit, span: Span::current(), done };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
         self.writer.try_send(job).map_err(|_| Error::ResetBusy)?;
         committed.await.map_err(|_| Error::Unavailable(anyhow::anyhow!("the token writer stopped")))?

@@ -42,8 +42,8 @@ const RETRY_BUDGET: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LONGEST_RETRY: Duration = Duration::from_millis(500);
 
-/// What a reset request leads to.
-pub enum Work {
+/// What a reset request leads to, once its address is looked up.
+enum Work {
     Token(Account),
     UnknownEmail(Email),
     /// Nothing is written (the reason is for the audit line); the caller still waits
@@ -52,7 +52,7 @@ pub enum Work {
 }
 
 pub struct Job {
-    pub work: Work,
+    pub email: Email,
     pub locale: String,
     pub client: ClientInfo,
     /// Held until the job is written, bounding requests in flight.
@@ -67,6 +67,16 @@ impl Job {
     fn finish(self, result: Result<()>) {
         // The caller may have gone (a cancelled call): the work is written all the same.
         let _ = self.done.send(result);
+    }
+}
+
+/// Answers every job of a batch that could not be written: `UNAVAILABLE` (the caller
+/// may retry; nothing was written), with the cause in each request's span.
+fn fail_all(jobs: Vec<Job>, error: &Error) {
+    let cause = format!("{error:#}");
+    for job in jobs {
+        job.span.in_scope(|| tracing::error!(error = cause, "reset request failed; answered UNAVAILABLE"));
+        job.finish(Err(Error::Unavailable(anyhow::anyhow!("the token batch could not be written"))));
     }
 }
 
@@ -87,6 +97,8 @@ pub struct TokenWriter {
     pub(crate) bus: EventBus,
     pub(crate) account_cap: Option<Rate>,
     pub(crate) event_retention: Duration,
+    /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
+    pub(crate) emit_unknown_account_events: bool,
 }
 
 impl TokenWriter {
@@ -108,24 +120,47 @@ impl TokenWriter {
         }
     }
 
+    /// What each job leads to, from one look-up of the batch's addresses.
+    async fn works(&self, jobs: &[Job]) -> Result<Vec<Work>> {
+        let emails: Vec<&Email> = jobs.iter().map(|j| &j.email).collect();
+        let records = self.store.accounts_by_emails(&emails).await?;
+        let by_email: HashMap<&str, &crate::store::AccountRecord> =
+            records.iter().map(|r| (r.account.email.as_str(), r)).collect();
+        Ok(jobs
+            .iter()
+            .map(|job| match by_email.get(job.email.as_str()) {
+                None if self.emit_unknown_account_events => Work::UnknownEmail(job.email.clone()),
+                None => Work::Nothing("no_account"),
+                Some(r) if !r.account.active => Work::Nothing("inactive"),
+                Some(r) if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
+                    Work::Nothing("no_usable_password")
+                }
+                Some(r) => Work::Token(r.account.clone()),
+            })
+            .collect())
+    }
+
     /// Writes one batch, retrying transient failures, and answers its callers; returns
     /// the jobs to retry with a fresh token.
     async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let works = match self.with_retries(|| self.works(&jobs)).await {
+            Ok(works) => works,
+            Err(e) => {
+                fail_all(jobs, &e);
+                return Vec::new();
+            }
+        };
         let mut writes = Vec::with_capacity(jobs.len());
         let mut slots = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            match self.prepare(job) {
+        for (job, work) in jobs.iter().zip(&works) {
+            match self.prepare(job, work) {
                 Ok(Some(write)) => {
                     slots.push(Some(writes.len()));
                     writes.push(write);
                 }
                 Ok(None) => slots.push(None),
                 Err(e) => {
-                    let cause = format!("{e:#}");
-                    for job in jobs {
-                        job.span.in_scope(|| tracing::error!(error = cause, "reset request failed"));
-                        job.finish(Err(Error::Internal(anyhow::anyhow!("preparing the batch failed"))));
-                    }
+                    fail_all(jobs, &e);
                     return Vec::new();
                 }
             }
@@ -133,14 +168,10 @@ impl TokenWriter {
         let started = std::time::Instant::now();
         metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
         let epoch = self.cache.epoch();
-        let written = match self.write_with_retries(&writes).await {
+        let written = match self.with_retries(|| self.store.write_outbox(&writes)).await {
             Ok(written) => written,
             Err(e) => {
-                let cause = format!("{e:#}");
-                for job in jobs {
-                    job.span.in_scope(|| tracing::error!(error = cause, "reset request failed; answered UNAVAILABLE"));
-                    job.finish(Err(Error::Unavailable(anyhow::anyhow!("the token batch could not be written"))));
-                }
+                fail_all(jobs, &e);
                 return Vec::new();
             }
         };
@@ -150,8 +181,8 @@ impl TokenWriter {
             self.bus.published(sequence);
         }
         let mut retry = Vec::new();
-        for (job, slot) in jobs.into_iter().zip(slots) {
-            let outcome = match (&job.work, slot.map(|i| written.outcomes[i])) {
+        for ((job, work), slot) in jobs.into_iter().zip(works).zip(slots) {
+            let outcome = match (&work, slot.map(|i| written.outcomes[i])) {
                 (_, Some(Inserted::DigestTaken)) => {
                     retry.push(job);
                     continue;
@@ -163,7 +194,7 @@ impl TokenWriter {
                 (_, Some(Inserted::Inactive)) => "inactive",
                 (_, None) => "nothing",
             };
-            let account_id = match &job.work {
+            let account_id = match &work {
                 Work::Token(account) => account.id.to_string(),
                 Work::UnknownEmail(_) | Work::Nothing(_) => String::new(),
             };
@@ -179,14 +210,19 @@ impl TokenWriter {
         retry
     }
 
-    /// Writes the batch, retrying `Unavailable` failures (deadlocks, serialization
+    /// Runs `attempt`, retrying `Unavailable` failures (deadlocks, serialization
     /// failures, lost connections) with jittered exponential backoff for up to
-    /// [`RETRY_BUDGET`]. The transaction is all or nothing, so a retry never doubles.
-    async fn write_with_retries(&self, writes: &[OutboxWrite]) -> Result<crate::store::Written> {
+    /// [`RETRY_BUDGET`]. Each attempt is one transaction or one read, so a retry never
+    /// doubles anything.
+    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut delay = FIRST_RETRY;
         loop {
-            match self.store.write_outbox(writes).await {
+            match attempt().await {
                 Err(Error::Unavailable(e)) if tokio::time::Instant::now() + delay < deadline => {
                     metrics::counter!("pwreset_writer_retries_total").increment(1);
                     warn!(error = format!("{e:#}"), retry_in = ?delay, "token batch not written; retrying");
@@ -212,10 +248,10 @@ impl TokenWriter {
         self.cache.replace_created(epoch, &created);
     }
 
-    fn prepare(&self, job: &Job) -> Result<Option<OutboxWrite>> {
+    fn prepare(&self, job: &Job, work: &Work) -> Result<Option<OutboxWrite>> {
         let now = self.clock.now();
         let client = &job.client;
-        match &job.work {
+        match work {
             Work::Token(account) => {
                 let token = self.tokens.generator.generate()?;
                 let expires_at = now + self.tokens.ttl;

@@ -55,6 +55,20 @@ impl Store {
         Ok(row.map(to_record))
     }
 
+    /// The accounts of any of `emails`, in one query (the token writer's batch).
+    #[instrument(skip_all, err, level = "debug", fields(emails = emails.len()))]
+    pub async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>> {
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = accounts::Entity::find()
+            .filter(accounts::Column::Email.is_in(emails.iter().map(|e| e.as_str())))
+            .all(&self.db)
+            .await
+            .db()?;
+        Ok(rows.into_iter().map(to_record).collect())
+    }
+
     #[instrument(skip_all, err, level = "debug")]
     pub async fn account_by_id(&self, id: Uuid) -> Result<Option<AccountRecord>> {
         Ok(accounts::Entity::find_by_id(id).one(&self.db).await.db()?.map(to_record))
