@@ -129,10 +129,24 @@ impl Store {
     #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
     pub async fn write_outbox(&self, writes: &[OutboxWrite]) -> Result<Written> {
         let _turn = self.write_turn().await;
+        match self.write_outbox_once(writes, false).await? {
+            Some(written) => Ok(written),
+            // A digest was taken: the transaction was rolled back whole; write again,
+            // entry by entry, each in a savepoint, to find the colliding ones.
+            None => self.write_outbox_once(writes, true).await?.ok_or_else(|| {
+                crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
+            }),
+        }
+    }
+
+    /// One attempt of [`write_outbox`](Self::write_outbox); `None` when the set-based
+    /// insert met a taken digest (and everything was rolled back).
+    async fn write_outbox_once(&self, writes: &[OutboxWrite], each: bool) -> Result<Option<Written>> {
         let txn = self.db.begin().await.db()?;
         // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
         // Serialising with other replicas' writers before counting means two racing
-        // requests for one account cannot both pass the cap.
+        // requests for one account cannot both pass the cap, and no deactivation can
+        // commit between the active check below and this commit.
         outbox_lock(&txn).await?;
         // Every batch writes, even one whose requests all lead to nothing: its callers
         // then wait on a commit as long as anyone's (the answer's timing is the same for
@@ -146,19 +160,19 @@ impl Store {
             .db()?;
         let active = active_accounts(&txn, writes).await?;
         let outcomes = apply_caps(&txn, writes, &active).await?;
-        let set = txn.begin().await.db()?;
-        let written = match write_set(&set, writes, &outcomes).await? {
-            Some(newest) => {
-                set.commit().await.db()?;
-                Written { outcomes, newest }
-            }
-            None => {
-                set.rollback().await.db()?;
-                write_each(&txn, writes, outcomes).await?
+        let written = if each {
+            write_each(&txn, writes, outcomes).await?
+        } else {
+            match write_set(&txn, writes, &outcomes).await? {
+                Some(newest) => Written { outcomes, newest },
+                None => {
+                    txn.rollback().await.db()?;
+                    return Ok(None);
+                }
             }
         };
         txn.commit().await.db()?;
-        Ok(written)
+        Ok(Some(written))
     }
 
     /// Up to `limit` retained events with a sequence above `after`, oldest first.
@@ -240,24 +254,23 @@ impl Store {
     }
 }
 
-/// The accounts of the batch's tokens that are still active, read (and on PostgreSQL
-/// share-locked until commit) inside the writer's transaction: a deactivation commits
-/// either before, and the token is not written, or after, and revokes it.
+/// The accounts of the batch's tokens that are still active, read inside the writer's
+/// transaction after its outbox lock: a deactivation (which takes that lock first too)
+/// commits either before, and the token is not written, or after, and revokes it.
 async fn active_accounts<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<HashSet<Uuid>> {
     let wanted: HashSet<Uuid> = writes.iter().filter_map(|w| Some(w.token.as_ref()?.account_id)).collect();
     if wanted.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut query = accounts::Entity::find()
+    let rows: Vec<Uuid> = accounts::Entity::find()
         .select_only()
         .column(accounts::Column::Id)
         .filter(accounts::Column::Id.is_in(wanted))
         .filter(accounts::Column::Active.eq(true))
-        .order_by_asc(accounts::Column::Id);
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        query = query.lock_shared();
-    }
-    let rows: Vec<Uuid> = query.into_tuple().all(db).await.db()?;
+        .into_tuple()
+        .all(db)
+        .await
+        .db()?;
     Ok(rows.into_iter().collect())
 }
 
@@ -394,10 +407,10 @@ async fn write_set<C: ConnectionTrait>(
         }
         event_model(event)
     });
-    events::Entity::insert_many(events).exec_without_returning(db).await.db()?;
+    let sequences = events::Entity::insert_many(events).exec_with_returning_keys(db).await.db()?;
     // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
-    // it commits, so the highest sequence now is this batch's last event.
-    let newest = max_sequence(db).await?;
+    // it commits, so these are the newest sequences.
+    let newest = sequences.into_iter().max();
     if let Some(sequence) = newest {
         notify(db, sequence).await?;
     }
