@@ -168,7 +168,7 @@ impl TokenWriter {
         let started = std::time::Instant::now();
         metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
         let epoch = self.cache.epoch();
-        let written = match self.with_retries(|| self.store.write_outbox(&writes)).await {
+        let written = match self.with_retries(|| self.store.write_outbox(&writes, self.account_cap.is_some())).await {
             Ok(written) => written,
             Err(e) => {
                 fail_all(jobs, &e);

@@ -112,9 +112,8 @@ impl Store {
             // wait for a writer, and a committed transaction survives a crash or power
             // loss alike (what "an OK means durable" rests on).
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-            options.map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full)
-            });
+            options
+                .map_sqlx_sqlite_opts(|o| o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full));
         }
         let db = Database::connect(options).await.with_context(|| "connecting to the database")?;
         Ok(Self { db, sqlite_writer: Arc::default() })

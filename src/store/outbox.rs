@@ -127,13 +127,13 @@ impl Store {
     /// a digest is already taken (plausible with short numeric codes alone) is it
     /// written again entry by entry, each in a savepoint, to find the colliding ones.
     #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
-    pub async fn write_outbox(&self, writes: &[OutboxWrite]) -> Result<Written> {
+    pub async fn write_outbox(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written> {
         let _turn = self.write_turn().await;
-        match self.write_outbox_once(writes, false).await? {
+        match self.write_outbox_once(writes, caps_on, false).await? {
             Some(written) => Ok(written),
             // A digest was taken: the transaction was rolled back whole; write again,
             // entry by entry, each in a savepoint, to find the colliding ones.
-            None => self.write_outbox_once(writes, true).await?.ok_or_else(|| {
+            None => self.write_outbox_once(writes, caps_on, true).await?.ok_or_else(|| {
                 crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
             }),
         }
@@ -141,7 +141,7 @@ impl Store {
 
     /// One attempt of [`write_outbox`](Self::write_outbox); `None` when the set-based
     /// insert met a taken digest (and everything was rolled back).
-    async fn write_outbox_once(&self, writes: &[OutboxWrite], each: bool) -> Result<Option<Written>> {
+    async fn write_outbox_once(&self, writes: &[OutboxWrite], caps_on: bool, each: bool) -> Result<Option<Written>> {
         let txn = self.db.begin().await.db()?;
         // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
         // Serialising with other replicas' writers before counting means two racing
@@ -159,7 +159,7 @@ impl Store {
             .await
             .db()?;
         let active = active_accounts(&txn, writes).await?;
-        let outcomes = apply_caps(&txn, writes, &active).await?;
+        let outcomes = apply_caps(&txn, writes, &active, caps_on).await?;
         let written = if each {
             write_each(&txn, writes, outcomes).await?
         } else {
@@ -258,10 +258,8 @@ impl Store {
 /// transaction after its outbox lock: a deactivation (which takes that lock first too)
 /// commits either before, and the token is not written, or after, and revokes it.
 async fn active_accounts<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<HashSet<Uuid>> {
+    // Run for an empty set too: the same statements for every batch.
     let wanted: HashSet<Uuid> = writes.iter().filter_map(|w| Some(w.token.as_ref()?.account_id)).collect();
-    if wanted.is_empty() {
-        return Ok(HashSet::new());
-    }
     let rows: Vec<Uuid> = accounts::Entity::find()
         .select_only()
         .column(accounts::Column::Id)
@@ -297,12 +295,16 @@ async fn apply_caps<C: ConnectionTrait>(
     db: &C,
     writes: &[OutboxWrite],
     active: &HashSet<Uuid>,
+    caps_on: bool,
 ) -> Result<Vec<Inserted>> {
     let capped: Vec<(CapKey, TokenCap)> = writes.iter().filter_map(|w| Some((cap_key(w), w.cap?))).collect();
     let mut remaining: HashMap<CapKey, i64> = HashMap::new();
-    if let Some(since) = capped.iter().map(|(_, cap)| cap.since).min() {
+    // With caps on, both counts run for every batch, empty or not (the same statements
+    // whatever the addresses: see `write_set`).
+    let earliest = capped.iter().map(|(_, cap)| cap.since).min();
+    if caps_on || earliest.is_some() {
         // The earliest window start in the batch: it can only count more, never fewer.
-        let since = millis(since);
+        let since = earliest.map_or(i64::MAX, millis);
         let accounts: HashSet<Uuid> = capped
             .iter()
             .filter_map(|(key, _)| match key {
@@ -317,7 +319,7 @@ async fn apply_caps<C: ConnectionTrait>(
                 CapKey::Account(_) => None,
             })
             .collect();
-        if !accounts.is_empty() {
+        {
             let recent: Vec<(Uuid, i64)> = events::Entity::find()
                 .select_only()
                 .column(events::Column::AccountId)
@@ -332,7 +334,7 @@ async fn apply_caps<C: ConnectionTrait>(
                 .db()?;
             remaining.extend(recent.into_iter().map(|(id, n)| (CapKey::Account(id), n)));
         }
-        if !emails.is_empty() {
+        {
             let recent: Vec<(String, i64)> = events::Entity::find()
                 .select_only()
                 .column(events::Column::Email)
@@ -377,28 +379,32 @@ async fn write_set<C: ConnectionTrait>(
 ) -> Result<Option<Option<i64>>> {
     let accepted: Vec<&OutboxWrite> =
         writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created).map(|(w, _)| w).collect();
-    if accepted.is_empty() {
-        return Ok(Some(None));
-    }
     // Each account's newest token in the batch stays live; the batch's earlier ones for
     // that account are stored already revoked, as writing them in turn would leave them.
     let mut newest_token: HashMap<Uuid, &NewToken> = HashMap::new();
     for token in accepted.iter().filter_map(|w| w.token.as_ref()) {
         newest_token.insert(token.account_id, token);
     }
-    if let Some(now) = newest_token.values().map(|t| t.created_at).max() {
-        let accounts: Vec<Uuid> = newest_token.keys().copied().collect();
-        revoke_live_tokens(db, &accounts, None, now).await?;
-    }
+    // The same statements run whatever the batch holds, with no rows where it has
+    // nothing to write: a batch of requests for unknown addresses costs what one for
+    // known addresses does (enumeration by timing).
+    let now = newest_token.values().map(|t| t.created_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let accounts: Vec<Uuid> = newest_token.keys().copied().collect();
+    revoke_live_tokens(db, &accounts, None, now).await?;
     let superseded_at = |token: &NewToken| {
         let newest = newest_token.get(&token.account_id)?;
         (newest.id != token.id).then_some(newest.created_at)
     };
-    let tokens = accepted.iter().filter_map(|w| w.token.as_ref()).map(|t| token_model(t.clone(), superseded_at(t)));
-    match reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await {
-        Ok(_) => {}
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
-        Err(e) => return Err(classify(e)),
+    let tokens: Vec<_> =
+        accepted.iter().filter_map(|w| w.token.as_ref()).map(|t| token_model(t.clone(), superseded_at(t))).collect();
+    if tokens.is_empty() {
+        insert_nothing(db, "reset_tokens").await?;
+    } else {
+        match reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        }
     }
     let events = accepted.iter().map(|w| {
         let mut event = w.event.clone();
@@ -407,14 +413,25 @@ async fn write_set<C: ConnectionTrait>(
         }
         event_model(event)
     });
-    let sequences = events::Entity::insert_many(events).exec_with_returning_keys(db).await.db()?;
-    // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
-    // it commits, so these are the newest sequences.
-    let newest = sequences.into_iter().max();
-    if let Some(sequence) = newest {
-        notify(db, sequence).await?;
-    }
+    let events: Vec<_> = events.collect();
+    let newest = if events.is_empty() {
+        insert_nothing(db, "events").await?;
+        None
+    } else {
+        // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL)
+        // until it commits, so these are the newest sequences.
+        events::Entity::insert_many(events).exec_with_returning_keys(db).await.db()?.into_iter().max()
+    };
+    // Sent for an empty batch too (a listener ignores a sequence it has seen).
+    notify(db, newest.unwrap_or(0)).await?;
     Ok(Some(newest))
+}
+
+/// An insert of no rows into `table`: the statement an empty batch runs in place of
+/// its multi-row insert.
+async fn insert_nothing<C: ConnectionTrait>(db: &C, table: &str) -> Result<()> {
+    db.execute_unprepared(&format!("INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0")).await.db()?;
+    Ok(())
 }
 
 /// The highest sequence in the outbox, if any.

@@ -97,7 +97,7 @@ async fn a_batch_revokes_caps_and_supersedes_as_writing_in_turn_would() {
         unknown_email_write(now),
     ];
     let ids: Vec<Uuid> = batch.iter().filter(|w| w.token.is_some()).map(id_of).collect();
-    let written = store.write_outbox(&batch).await.unwrap();
+    let written = store.write_outbox(&batch, true).await.unwrap();
 
     use Inserted::*;
     assert_eq!(written.outcomes, vec![Created, Created, Capped, Created, Created]);
@@ -132,11 +132,11 @@ async fn a_taken_digest_fails_only_its_own_entry() {
     let url = app.db.url();
     let now = app.clock_now();
 
-    let first = store.write_outbox(&[token_write(a, [9; 32], now, None)]).await.unwrap();
+    let first = store.write_outbox(&[token_write(a, [9; 32], now, None)], true).await.unwrap();
     assert_eq!(first.outcomes, vec![Inserted::Created]);
     let batch = vec![token_write(b, [9; 32], now, None), token_write(b, [10; 32], now, None)];
     let ids: Vec<Uuid> = batch.iter().map(id_of).collect();
-    let written = store.write_outbox(&batch).await.unwrap();
+    let written = store.write_outbox(&batch, true).await.unwrap();
 
     assert_eq!(written.outcomes, vec![Inserted::DigestTaken, Inserted::Created]);
     assert!(written.newest > first.newest);
@@ -160,7 +160,7 @@ async fn the_writer_creates_no_token_for_an_account_deactivated_before_its_trans
     let store = Store::connect(app.db.url(), 2).await.unwrap();
     let write = token_write(id, [5; 32], app.clock_now(), None);
     let token_id = id_of(&write);
-    let written = store.write_outbox(&[write]).await.unwrap();
+    let written = store.write_outbox(&[write], true).await.unwrap();
     assert_eq!(written.outcomes, vec![Inserted::Inactive]);
     assert!(token(app.db.url(), token_id).await.is_none());
     assert!(event_of(app.db.url(), token_id).await.is_none());
