@@ -134,6 +134,7 @@ impl App {
                 account_cap: config.limits.account_tokens,
                 event_retention: config.events.retention,
                 emit_unknown_account_events: config.events.emit_unknown_account_events,
+                answer_floor: config.limits.reset_answer_floor,
             }
             .run(jobs),
         );

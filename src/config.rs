@@ -145,7 +145,11 @@ impl TryFrom<&Settings> for Config {
             max_pending_resets: s.max_pending_resets.max(1),
             reset_queue_wait: s.reset_queue_wait,
             ipv6_prefix: s.ipv6_prefix,
+            reset_answer_floor: s.reset_answer_floor,
         };
+        if s.reset_answer_floor > Duration::from_millis(100) {
+            bail!("--reset-answer-floor must be at most 100ms");
+        }
         if !(32..=128).contains(&s.ipv6_prefix) {
             bail!("--ipv6-prefix must be between 32 and 128");
         }

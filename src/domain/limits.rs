@@ -85,6 +85,8 @@ pub struct RateLimits {
     pub reset_queue_wait: std::time::Duration,
     /// IPv6 clients share a bucket per network of this prefix length.
     pub ipv6_prefix: u8,
+    /// No reset request is answered sooner than this after its batch started.
+    pub reset_answer_floor: std::time::Duration,
 }
 
 impl Default for RateLimits {
@@ -99,6 +101,7 @@ impl Default for RateLimits {
             max_pending_resets: 1024,
             reset_queue_wait: std::time::Duration::from_millis(100),
             ipv6_prefix: 64,
+            reset_answer_floor: std::time::Duration::from_millis(3),
         }
     }
 }
