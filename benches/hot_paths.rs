@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pwreset::domain::email::Email;
 use pwreset::domain::password::{Password, PasswordPolicy};
 use pwreset::domain::token::{TokenDigester, TokenGenerator};
-use pwreset::events::seal::Sealer;
+use pwreset::domain::seal::Sealer;
 
 fn tokens(c: &mut Criterion) {
     let generator = TokenGenerator::default();

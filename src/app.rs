@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -16,17 +15,18 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::config::{Config, ServerSettings};
+use crate::domain::Core;
 use crate::domain::accounts::AccountService;
+use crate::domain::bus::EventBus;
 use crate::domain::cache::{self, TokenCache};
 use crate::domain::clock::SharedClock;
 use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
 use crate::domain::limits::Limits;
-use crate::domain::reset::ResetService;
+use crate::domain::persistence::{Db, PurgeCounts};
+use crate::domain::reset::{ResetService, ResetSettings};
+use crate::domain::seal::Sealer;
 use crate::domain::token::TokenDigester;
-use crate::domain::writer::TokenWriter;
-use crate::events::bus::EventBus;
-use crate::events::seal::Sealer;
 use crate::events::subscription::EventFeed;
 use crate::grpc::accounts::AccountGrpc;
 use crate::grpc::auth::{AuthLayer, CallerKeys};
@@ -92,78 +92,55 @@ impl App {
                 "numeric reset codes have a small search space; rate limits on ValidateToken and Confirm are what protect them"
             );
         }
-        let hasher = Arc::new(Hasher::start(&config.hasher)?);
-        let limits = Arc::new(Limits::new(&config.limits, &clock));
-        let guard = Arc::new(FailureGuard::new(
-            config.limits.verify_failures,
-            Arc::clone(&clock),
-            store.clone(),
-            key.attempts_key(),
-        ));
-        let bus = EventBus::default();
-
+        let db: Db = Arc::new(store.clone());
+        let core = Core {
+            store: Arc::clone(&db),
+            clock: Arc::clone(&clock),
+            bus: EventBus::default(),
+            cache: Arc::new(TokenCache::new(config.tokens.cache_ttl, cache::DEFAULT_CAPACITY, Arc::clone(&clock))),
+            digester: TokenDigester::with_previous(
+                key.digest_key(),
+                config.previous_keys.iter().map(|k| k.digest_key()).collect(),
+            ),
+        };
         let previous_seal: Vec<[u8; 32]> = config.previous_keys.iter().map(|k| k.seal_key()).collect();
         let sealer = Sealer::with_previous(key.seal_key(), &previous_seal);
-        let digester = TokenDigester::with_previous(
-            key.digest_key(),
-            config.previous_keys.iter().map(|k| k.digest_key()).collect(),
-        );
+        let hasher = Arc::new(Hasher::start(&config.hasher)?);
+        let limits = Arc::new(Limits::new(&config.limits, &clock));
+        let guard =
+            Arc::new(FailureGuard::new(config.limits.verify_failures, Arc::clone(&clock), db, key.attempts_key()));
         let shutdown = CancellationToken::new();
-        let cache = Arc::new(TokenCache::new(config.tokens.cache_ttl, cache::DEFAULT_CAPACITY, Arc::clone(&clock)));
         let feed = EventFeed::new(
-            store.clone(),
-            bus.clone(),
-            Arc::clone(&cache),
+            Arc::new(store.clone()),
+            core.bus.clone(),
+            Arc::clone(&core.cache),
             sealer.clone(),
             Arc::clone(&clock),
             config.events.poll_interval,
             config.events.broadcast_capacity,
             shutdown.clone(),
         );
-        let max_pending = config.limits.max_pending_resets.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-        let (writer, jobs) = tokio::sync::mpsc::channel(max_pending);
-        tokio::spawn(
-            TokenWriter {
-                store: store.clone(),
-                digester: digester.clone(),
-                cache: Arc::clone(&cache),
-                sealer: sealer.clone(),
+        let accounts = Arc::new(AccountService::new(
+            core.clone(),
+            Arc::clone(&hasher),
+            config.passwords.clone(),
+            Arc::clone(&limits),
+            Arc::clone(&guard),
+        ));
+        let reset = Arc::new(ResetService::start(
+            core.clone(),
+            hasher,
+            Arc::clone(&limits),
+            Arc::clone(&guard),
+            sealer,
+            ResetSettings {
                 tokens: config.tokens,
-                clock: Arc::clone(&clock),
-                bus: bus.clone(),
-                account_cap: config.limits.account_tokens,
+                passwords: config.passwords,
+                limits: config.limits,
                 event_retention: config.events.retention,
                 emit_unknown_account_events: config.events.emit_unknown_account_events,
-                answer_floor: config.limits.reset_answer_floor,
-            }
-            .run(jobs),
-        );
-        let reset = Arc::new(ResetService {
-            store: store.clone(),
-            hasher: Arc::clone(&hasher),
-            digester,
-            cache: Arc::clone(&cache),
-            passwords: config.passwords.clone(),
-            clock: Arc::clone(&clock),
-            bus: bus.clone(),
-            limits: Arc::clone(&limits),
-            event_retention: config.events.retention,
-            writer,
-            pending: Arc::new(Semaphore::new(max_pending)),
-            max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
-            queue_wait: config.limits.reset_queue_wait,
-            guard: Arc::clone(&guard),
-        });
-
-        let accounts = Arc::new(AccountService {
-            store: store.clone(),
-            hasher,
-            passwords: config.passwords,
-            clock,
-            limits: Arc::clone(&limits),
-            guard: Arc::clone(&guard),
-            cache: Arc::clone(&cache),
-        });
+            },
+        ));
         let metrics_listener = match config.server.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?),
             None => None,
@@ -179,7 +156,7 @@ impl App {
             limits,
             guard,
             store,
-            bus,
+            bus: core.bus,
             database_url: config.database_url,
             server: config.server,
             clients: config.clients,
@@ -193,7 +170,7 @@ impl App {
     }
 
     /// Deletes expired tokens and events past retention.
-    pub async fn purge(&self) -> anyhow::Result<crate::store::PurgeCounts> {
+    pub async fn purge(&self) -> anyhow::Result<PurgeCounts> {
         Ok(self.reset.purge().await?)
     }
 
@@ -276,7 +253,7 @@ impl App {
         if self.store.is_postgres() {
             // Commits by other replicas wake this replica's subscribers at once, and their
             // deactivations empty this replica's token cache for the account.
-            let (bus, cache) = (self.bus.clone(), Arc::clone(&self.reset.cache));
+            let (bus, cache) = (self.bus.clone(), Arc::clone(self.reset.cache()));
             let (listening, ready) = tokio::sync::oneshot::channel();
             let follow = crate::store::follow_commits(
                 self.database_url.as_str().to_owned(),

@@ -4,40 +4,37 @@
 use std::sync::Arc;
 
 use tracing::info;
-use uuid::Uuid;
 
-use super::cache::TokenCache;
-use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
 use super::limits::{Limits, Rpc};
 use super::password::{NormalisedPassword, Password, PasswordPolicy};
-use super::{Account, ClientInfo};
-use crate::store::{NewAccount, Store};
+use super::persistence::NewAccount;
+use super::{Account, AccountId, ClientInfo, Core};
 
 pub struct AccountService {
-    pub(crate) store: Store,
-    pub(crate) hasher: Arc<Hasher>,
-    pub(crate) passwords: PasswordPolicy,
-    pub(crate) clock: SharedClock,
-    pub(crate) limits: Arc<Limits>,
-    pub(crate) guard: Arc<FailureGuard>,
-    pub(crate) cache: Arc<TokenCache>,
-}
-
-pub fn parse_account_id(raw: &str) -> Result<Uuid> {
-    if raw.len() > 64 {
-        return Err(Error::invalid("account_id", "must be a UUID"));
-    }
-    Uuid::parse_str(raw).map_err(|_| Error::invalid("account_id", "must be a UUID"))
+    core: Core,
+    hasher: Arc<Hasher>,
+    passwords: PasswordPolicy,
+    limits: Arc<Limits>,
+    guard: Arc<FailureGuard>,
 }
 
 impl AccountService {
+    pub fn new(
+        core: Core,
+        hasher: Arc<Hasher>,
+        passwords: PasswordPolicy,
+        limits: Arc<Limits>,
+        guard: Arc<FailureGuard>,
+    ) -> Self {
+        AccountService { core, hasher, passwords, limits, guard }
+    }
+
     /// Creates an active account; without a password it has no usable password.
-    pub async fn create_account(&self, email: &str, password: Option<Password>) -> Result<Account> {
-        let email = Email::parse(email)?;
+    pub async fn create_account(&self, email: Email, password: Option<Password>) -> Result<Account> {
         let password_hash = match password {
             Some(password) => {
                 let password = self.passwords.check(&password, &email, "password")?;
@@ -45,8 +42,8 @@ impl AccountService {
             }
             None => None,
         };
-        let new = NewAccount { id: Uuid::now_v7(), email, password_hash, created_at: self.clock.now() };
-        let account = self.store.create_account(new).await?;
+        let new = NewAccount { id: AccountId::generate(), email, password_hash, created_at: self.core.clock.now() };
+        let account = self.core.store.create_account(new).await?;
         info!(account_id = %account.id, "account created");
         Ok(account)
     }
@@ -54,9 +51,13 @@ impl AccountService {
     /// `Some(account_id)` for the right password of an active account; `None` for a
     /// wrong password, an unknown e-mail or an inactive account, after the same argon2
     /// work. A hash made under older parameters is upgraded on success.
-    pub async fn verify_password(&self, email: &str, password: Password, client: &ClientInfo) -> Result<Option<Uuid>> {
+    pub async fn verify_password(
+        &self,
+        email: Email,
+        password: Password,
+        client: &ClientInfo,
+    ) -> Result<Option<AccountId>> {
         self.limits.check(Rpc::VerifyPassword, client)?;
-        let email = Email::parse(email)?;
         let password = password.normalised()?;
         let attempt = self.guard.reserve(&email).await?;
         let valid = match self.check_password(&email, password).await {
@@ -72,8 +73,8 @@ impl AccountService {
     }
 
     /// The check behind `verify_password`, once its attempt is counted.
-    async fn check_password(&self, email: &Email, password: NormalisedPassword) -> Result<Option<Uuid>> {
-        let record = self.store.account_by_email(email).await?;
+    async fn check_password(&self, email: &Email, password: NormalisedPassword) -> Result<Option<AccountId>> {
+        let record = self.core.store.account_by_email(email).await?;
         let candidate = record.and_then(|r| match (r.account.active, r.password_hash) {
             (true, Some(hash)) => Some((r.account.id, hash)),
             _ => None,
@@ -83,7 +84,7 @@ impl AccountService {
             (Verified::No, _) | (_, None) => None,
             (Verified::Yes, Some((id, _))) => Some(id),
             (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
-                self.store.upgrade_password_hash(id, &old_hash, new_hash, self.clock.now()).await?;
+                self.core.store.upgrade_password_hash(id, &old_hash, new_hash, self.core.clock.now()).await?;
                 info!(account_id = %id, "password hash upgraded to current parameters");
                 Some(id)
             }
@@ -92,11 +93,11 @@ impl AccountService {
 
     /// Deactivating revokes every live token of the account; reactivating does not
     /// bring them back.
-    pub async fn set_active(&self, account_id: &str, active: bool) -> Result<Account> {
-        let id = parse_account_id(account_id)?;
-        let account = self.store.set_active(id, active, self.clock.now()).await?.ok_or(Error::AccountNotFound)?;
+    pub async fn set_active(&self, id: AccountId, active: bool) -> Result<Account> {
+        let account =
+            self.core.store.set_active(id, active, self.core.clock.now()).await?.ok_or(Error::AccountNotFound)?;
         if !active {
-            self.cache.forget(id, None);
+            self.core.cache.forget(id, None);
         }
         info!(account_id = %id, active, "account activity set");
         Ok(account)

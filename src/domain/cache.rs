@@ -26,9 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::AccountId;
 use super::clock::SharedClock;
 use super::token::TokenDigest;
-use crate::store::TokenRecord;
+use super::token::TokenRecord;
 
 /// Entries kept at most; past it, stale entries are swept and new ones skipped.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -44,7 +45,7 @@ pub struct TokenCache {
 #[derive(Default)]
 struct Entries {
     by_digest: HashMap<[u8; 32], Cached>,
-    by_account: HashMap<Uuid, Vec<[u8; 32]>>,
+    by_account: HashMap<AccountId, Vec<[u8; 32]>>,
 }
 
 struct Cached {
@@ -164,7 +165,7 @@ impl TokenCache {
     }
 
     /// Drops the account's cached tokens, all but `keep`: its tokens changed.
-    pub fn forget(&self, account_id: Uuid, keep: Option<Uuid>) {
+    pub fn forget(&self, account_id: AccountId, keep: Option<Uuid>) {
         let mut entries = self.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let Some(digests) = entries.by_account.remove(&account_id) else { return };
@@ -199,7 +200,7 @@ mod tests {
         (TokenCache::new(Duration::from_secs(ttl_secs), capacity, clock.clone()), clock)
     }
 
-    fn record(account_id: Uuid, now: DateTime<Utc>) -> TokenRecord {
+    fn record(account_id: AccountId, now: DateTime<Utc>) -> TokenRecord {
         TokenRecord {
             id: Uuid::now_v7(),
             account_id,
@@ -217,7 +218,7 @@ mod tests {
     #[test]
     fn a_read_that_raced_a_change_is_not_cached() {
         let (cache, clock) = cache(60, 10);
-        let account = Uuid::now_v7();
+        let account = AccountId::generate();
         let epoch = cache.epoch();
         cache.forget(account, None);
         cache.insert_read(epoch, &digest(1), &record(account, clock.now()));
@@ -229,7 +230,7 @@ mod tests {
     #[test]
     fn forget_drops_the_account_but_what_it_keeps() {
         let (cache, clock) = cache(60, 10);
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (AccountId::generate(), AccountId::generate());
         let kept = record(a, clock.now());
         cache.insert_created(&digest(1), &record(a, clock.now()));
         cache.insert_created(&digest(2), &kept);
@@ -246,7 +247,7 @@ mod tests {
     #[test]
     fn entries_go_stale_after_the_ttl_or_at_expiry() {
         let (cache, clock) = cache(10, 10);
-        let account = Uuid::now_v7();
+        let account = AccountId::generate();
         let mut short = record(account, clock.now());
         short.expires_at = clock.now() + Duration::from_secs(5);
         cache.insert_created(&digest(1), &short);
@@ -261,12 +262,12 @@ mod tests {
     #[test]
     fn a_full_cache_sweeps_stale_entries_then_skips() {
         let (cache, clock) = cache(10, 2);
-        cache.insert_created(&digest(1), &record(Uuid::now_v7(), clock.now()));
+        cache.insert_created(&digest(1), &record(AccountId::generate(), clock.now()));
         clock.advance(Duration::from_secs(10));
-        cache.insert_created(&digest(2), &record(Uuid::now_v7(), clock.now()));
-        cache.insert_created(&digest(3), &record(Uuid::now_v7(), clock.now()));
+        cache.insert_created(&digest(2), &record(AccountId::generate(), clock.now()));
+        cache.insert_created(&digest(3), &record(AccountId::generate(), clock.now()));
         assert_eq!(cache.len(), 2, "the stale entry made room");
-        cache.insert_created(&digest(4), &record(Uuid::now_v7(), clock.now()));
+        cache.insert_created(&digest(4), &record(AccountId::generate(), clock.now()));
         assert!(cache.get(&digest(4)).is_none());
         assert_eq!(cache.len(), 2);
     }
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn a_zero_ttl_turns_it_off() {
         let (cache, clock) = cache(0, 10);
-        cache.insert_created(&digest(1), &record(Uuid::now_v7(), clock.now()));
+        cache.insert_created(&digest(1), &record(AccountId::generate(), clock.now()));
         assert!(cache.get(&digest(1)).is_none());
         assert!(cache.is_empty());
     }

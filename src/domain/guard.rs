@@ -16,7 +16,7 @@ use sha2::Sha256;
 use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
-use crate::store::{Reservation, Store};
+use super::persistence::{Db, Reservation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {
@@ -29,7 +29,7 @@ pub struct FailureLimit {
 pub struct FailureGuard {
     limit: Option<FailureLimit>,
     clock: SharedClock,
-    store: Store,
+    store: Db,
     key: [u8; 32],
 }
 
@@ -40,7 +40,7 @@ pub struct Attempt {
 }
 
 impl FailureGuard {
-    pub fn new(limit: Option<FailureLimit>, clock: SharedClock, store: Store, key: [u8; 32]) -> Self {
+    pub fn new(limit: Option<FailureLimit>, clock: SharedClock, store: Db, key: [u8; 32]) -> Self {
         Self { limit, clock, store, key }
     }
 

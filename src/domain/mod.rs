@@ -1,27 +1,98 @@
-//! The rules of the service. Imports neither `tonic` nor `sea_orm`: it reads time
-//! through [`clock::Clock`], randomness through the token generator and hasher, and
-//! persists through `store`, which owns every transaction.
+//! The rules of the service and its model. Imports nothing else of the crate, and
+//! neither `tonic` nor `sea_orm`: it reads time through [`clock::Clock`], randomness
+//! through the token generator and hasher, and persists through the traits of
+//! [`persistence`], which `store` implements (and where every transaction lives).
 
 pub mod accounts;
+pub mod bus;
 pub mod cache;
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod event;
 pub mod guard;
 pub mod hasher;
 pub mod keys;
 pub mod limits;
 pub mod password;
+pub mod persistence;
 pub mod reset;
+pub mod seal;
 pub mod token;
 pub mod writer;
 
 pub use error::{Error, Result};
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use email::Email;
+
+/// What the parts of the reset flow share, built once and cloned into each: the
+/// database, the clock, the commit signal, this replica's token cache and the token
+/// digester.
+#[derive(Clone)]
+pub struct Core {
+    pub store: persistence::Db,
+    pub clock: clock::SharedClock,
+    pub bus: bus::EventBus,
+    pub cache: std::sync::Arc<cache::TokenCache>,
+    pub digester: token::TokenDigester,
+}
+
+/// An account's id (a UUID v7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountId(Uuid);
+
+impl AccountId {
+    /// A fresh id (time-ordered).
+    pub fn generate() -> Self {
+        AccountId(Uuid::now_v7())
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        AccountId(id)
+    }
+
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+
+    /// From a request's `account_id`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if raw.len() > 64 {
+            return Err(Error::invalid("account_id", "must be a UUID"));
+        }
+        Uuid::parse_str(raw).map(AccountId).map_err(|_| Error::invalid("account_id", "must be a UUID"))
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A BCP 47 language tag for the notifier's message (may be empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locale(String);
+
+impl Locale {
+    /// BCP 47 tags are short; anything longer is refused.
+    pub const MAX_BYTES: usize = 35;
+
+    pub fn parse(locale: String) -> Result<Self> {
+        let ok = locale.len() <= Self::MAX_BYTES
+            && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(Locale(locale)) } else { Err(Error::invalid("locale", "must be a BCP 47 tag such as en-GB")) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The end user a backend caller acts for, as far as the request tells.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,9 +109,30 @@ impl ClientInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    pub id: Uuid,
+    pub id: AccountId,
     pub email: Email,
     pub active: bool,
     pub has_usable_password: bool,
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locale_must_be_a_short_tag() {
+        assert!(Locale::parse(String::new()).is_ok());
+        assert!(Locale::parse("en-GB".into()).is_ok());
+        assert!(Locale::parse("en GB".into()).is_err());
+        assert!(Locale::parse("x".repeat(36)).is_err());
+    }
+
+    #[test]
+    fn account_ids_are_uuids() {
+        assert!(AccountId::parse("not-a-uuid").is_err());
+        assert!(AccountId::parse(&"0".repeat(65)).is_err());
+        let id = AccountId::generate();
+        assert_eq!(AccountId::parse(&id.to_string()).ok(), Some(id));
+    }
 }

@@ -1,5 +1,5 @@
-//! Reset tokens: generation, the size limit on presented tokens, and the keyed digest
-//! that is all the database ever holds of them.
+//! Reset tokens: generation, the size limit on presented tokens, the keyed digest that
+//! is all the database ever holds of them, and the record with the liveness rule.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,10 +7,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rand::{RngExt, TryRng};
 use sha2::Sha256;
+use uuid::Uuid;
 
+use super::AccountId;
 use super::error::{Error, Result};
 
 /// Longest token accepted on the wire; longer input is `INVALID_ARGUMENT` before any work.
@@ -154,6 +157,64 @@ impl TokenDigester {
     /// [`digest`](Self::digest), already computed) and one per previous key.
     pub fn candidates(&self, current: TokenDigest, token: &RawToken) -> Vec<TokenDigest> {
         std::iter::once(current).chain(self.previous.iter().map(|k| hmac(k, token))).collect()
+    }
+}
+
+/// A token about to be stored (as its digest only).
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub digest: TokenDigest,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+/// A stored token, as far as deciding whether it is live needs.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the token's account is active: a token of an inactive account is never
+    /// live, whatever its own state says.
+    pub account_active: bool,
+}
+
+impl From<&NewToken> for TokenRecord {
+    /// The record of a token just written (the writer checked the account is active), as
+    /// the database keeps it (to the millisecond).
+    fn from(token: &NewToken) -> Self {
+        let millis = token.expires_at.timestamp_millis();
+        TokenRecord {
+            id: token.id,
+            account_id: token.account_id,
+            expires_at: DateTime::from_timestamp_millis(millis).unwrap_or(token.expires_at),
+            used_at: None,
+            revoked_at: None,
+            account_active: true,
+        }
+    }
+}
+
+impl TokenRecord {
+    /// The liveness rule: why the token is not live, if it is not.
+    pub fn refusal(&self, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.used_at.is_some() {
+            Some("used")
+        } else if self.revoked_at.is_some() {
+            Some("revoked")
+        } else if !self.account_active {
+            Some("inactive")
+        } else if self.expires_at <= now {
+            Some("expired")
+        } else {
+            None
+        }
     }
 }
 

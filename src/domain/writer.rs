@@ -11,25 +11,22 @@
 //! so validating them soon after needs no read.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Span, info, warn};
 use uuid::Uuid;
 
-use super::cache::TokenCache;
-use super::clock::SharedClock;
 use super::email::Email;
 use super::error::{Error, Result};
+use super::event::{EventKind, NewEvent};
 use super::limits::Rate;
-use super::token::{TokenDigester, TokenPolicy};
-use super::{Account, ClientInfo};
-use crate::events::bus::EventBus;
-use crate::events::seal::{Sealer, seal_context};
-use crate::store::{EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, TokenRecord};
+use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
+use super::seal::{Sealer, seal_context};
+use super::token::TokenPolicy;
+use super::token::{NewToken, TokenRecord};
+use super::{Account, AccountId, ClientInfo, Core, Locale};
 
 /// Most requests written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -53,7 +50,7 @@ enum Work {
 
 pub struct Job {
     pub email: Email,
-    pub locale: String,
+    pub locale: Locale,
     pub client: ClientInfo,
     /// Held until the job is written, bounding requests in flight.
     pub permit: OwnedSemaphorePermit,
@@ -96,21 +93,10 @@ fn answer(jobs: Vec<Job>, not_before: tokio::time::Instant) {
     });
 }
 
-/// How long an event stays replayable: the retention window, and a `TokenCreated` at
-/// least until its token expires.
-pub fn retain_until(now: DateTime<Utc>, retention: Duration, expires_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
-    let window = now + retention;
-    expires_at.map_or(window, |e| e.max(window))
-}
-
 pub struct TokenWriter {
-    pub(crate) store: Store,
-    pub(crate) digester: TokenDigester,
-    pub(crate) cache: Arc<TokenCache>,
+    pub(crate) core: Core,
     pub(crate) sealer: Sealer,
     pub(crate) tokens: TokenPolicy,
-    pub(crate) clock: SharedClock,
-    pub(crate) bus: EventBus,
     pub(crate) account_cap: Option<Rate>,
     pub(crate) event_retention: Duration,
     /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
@@ -141,9 +127,8 @@ impl TokenWriter {
     /// What each job leads to, from one look-up of the batch's addresses.
     async fn works(&self, jobs: &[Job]) -> Result<Vec<Work>> {
         let emails: Vec<&Email> = jobs.iter().map(|j| &j.email).collect();
-        let records = self.store.accounts_by_emails(&emails).await?;
-        let by_email: HashMap<&str, &crate::store::AccountRecord> =
-            records.iter().map(|r| (r.account.email.as_str(), r)).collect();
+        let records = self.core.store.accounts_by_emails(&emails).await?;
+        let by_email: HashMap<&str, &AccountRecord> = records.iter().map(|r| (r.account.email.as_str(), r)).collect();
         Ok(jobs
             .iter()
             .map(|job| match by_email.get(job.email.as_str()) {
@@ -185,18 +170,19 @@ impl TokenWriter {
             }
         }
         metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
-        let epoch = self.cache.epoch();
-        let written = match self.with_retries(|| self.store.write_outbox(&writes, self.account_cap.is_some())).await {
-            Ok(written) => written,
-            Err(e) => {
-                fail_all(jobs, &e);
-                return Vec::new();
-            }
-        };
+        let epoch = self.core.cache.epoch();
+        let written =
+            match self.with_retries(|| self.core.store.write_outbox(&writes, self.account_cap.is_some())).await {
+                Ok(written) => written,
+                Err(e) => {
+                    fail_all(jobs, &e);
+                    return Vec::new();
+                }
+            };
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
         self.cache_created(epoch, &writes, &written.outcomes);
         if let Some(sequence) = written.newest {
-            self.bus.published(sequence);
+            self.core.bus.published(sequence);
         }
         let mut retry = Vec::new();
         let mut answered = Vec::with_capacity(jobs.len());
@@ -258,19 +244,22 @@ impl TokenWriter {
     /// Puts each account's newest token written into the cache, after dropping what the
     /// cache held for the account (the write revoked it).
     fn cache_created(&self, epoch: u64, writes: &[OutboxWrite], outcomes: &[Inserted]) {
-        let mut newest: HashMap<Uuid, &NewToken> = HashMap::new();
+        let mut newest: HashMap<AccountId, &NewToken> = HashMap::new();
         for (write, _) in writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created) {
             if let Some(token) = &write.token {
                 newest.insert(token.account_id, token);
             }
         }
         let created: Vec<_> = newest.into_values().map(|t| (&t.digest, TokenRecord::from(t))).collect();
-        self.cache.replace_created(epoch, &created);
+        self.core.cache.replace_created(epoch, &created);
     }
 
     fn prepare(&self, job: &Job, work: &Work) -> Result<Option<OutboxWrite>> {
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let client = &job.client;
+        // Reports for an unknown address share the account cap's rate: otherwise anyone
+        // could have the notifier mail an address without end.
+        let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
         match work {
             Work::Token(account) => {
                 let token = self.tokens.generator.generate()?;
@@ -279,49 +268,29 @@ impl TokenWriter {
                 let new_token = NewToken {
                     id,
                     account_id: account.id,
-                    digest: self.digester.digest(&token),
+                    digest: self.core.digester.digest(&token),
                     created_at: now,
                     expires_at,
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
                 };
-                let email = account.email.as_str().to_owned();
-                let context = seal_context(EventKind::TokenCreated as i16, id, account.id, &email);
-                let event = StoredEvent {
-                    sequence: 0,
-                    occurred_at: now,
-                    kind: EventKind::TokenCreated,
-                    account_id: account.id,
-                    email,
-                    token_id: Some(id),
-                    sealed_token: Some(self.sealer.seal(token.expose(), &context)?),
-                    expires_at: Some(expires_at),
-                    client_ip: client.ip_string(),
-                    user_agent: client.user_agent.clone(),
-                    locale: job.locale.clone(),
-                    retain_until: retain_until(now, self.event_retention, Some(expires_at)),
-                };
-                let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
+                let context =
+                    seal_context(EventKind::TokenCreated.code(), id, account.id.uuid(), account.email.as_str());
+                let sealed = self.sealer.seal(token.expose(), &context)?;
+                let event = NewEvent::token_created(
+                    now,
+                    self.event_retention,
+                    account,
+                    id,
+                    sealed,
+                    expires_at,
+                    client,
+                    job.locale.as_str(),
+                );
                 Ok(Some(OutboxWrite { token: Some(new_token), event, cap }))
             }
             Work::UnknownEmail(email) => {
-                let event = StoredEvent {
-                    sequence: 0,
-                    occurred_at: now,
-                    kind: EventKind::ResetRequestedForUnknownEmail,
-                    account_id: Uuid::nil(),
-                    email: email.as_str().to_owned(),
-                    token_id: None,
-                    sealed_token: None,
-                    expires_at: None,
-                    client_ip: client.ip_string(),
-                    user_agent: client.user_agent.clone(),
-                    locale: job.locale.clone(),
-                    retain_until: retain_until(now, self.event_retention, None),
-                };
-                // Reports for one address share the account cap's rate: otherwise anyone
-                // could have the notifier mail an address without end.
-                let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
+                let event = NewEvent::unknown_email(now, self.event_retention, email, client, job.locale.as_str());
                 Ok(Some(OutboxWrite { token: None, event, cap }))
             }
             Work::Nothing(_) => Ok(None),

@@ -15,13 +15,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::bus::EventBus;
-use super::seal::Sealer;
-use super::{Event, Payload};
+use crate::domain::bus::EventBus;
 use crate::domain::cache::TokenCache;
 use crate::domain::clock::SharedClock;
+use crate::domain::event::{DomainEvent, Event, EventKind, Sequence, TokenCopy};
+use crate::domain::persistence::EventStore;
+use crate::domain::seal::Sealer;
 use crate::domain::{Error, Result};
-use crate::store::{EventKind, Store, StoredEvent};
 
 const BATCH: u64 = 256;
 
@@ -31,7 +31,7 @@ pub struct EventFeed {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn EventStore>,
     bus: EventBus,
     /// Dropped from as events show accounts' tokens changing (on any replica).
     cache: Arc<TokenCache>,
@@ -69,7 +69,7 @@ impl Drop for CursorSlot<'_> {
 impl EventFeed {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
+        store: Arc<dyn EventStore>,
         bus: EventBus,
         cache: Arc<TokenCache>,
         sealer: Sealer,
@@ -99,24 +99,23 @@ impl EventFeed {
     /// yet, the fetcher keeps trying and subscribers wait for it.
     pub async fn start(&self) -> tokio::task::JoinHandle<()> {
         if let Ok(last) = self.inner.store.last_sequence().await {
-            self.inner.position.store(last, Ordering::SeqCst);
+            self.inner.position.store(last.db(), Ordering::SeqCst);
         }
         tokio::spawn(Arc::clone(&self.inner).fetch())
     }
 
     /// Starts a subscription. `after`: `None` for live events only, else every retained
     /// event with a larger sequence first. The stream ends at shutdown.
-    pub async fn subscribe(&self, after: Option<u64>) -> Result<mpsc::Receiver<Result<Event>>> {
+    pub async fn subscribe(&self, after: Option<Sequence>) -> Result<mpsc::Receiver<Result<Event>>> {
         let inner = Arc::clone(&self.inner);
         let cursor = match after {
             Some(after) => {
-                let after = i64::try_from(after).map_err(|_| Error::invalid("after_sequence", "is too large"))?;
                 if after < inner.store.purged_through().await? {
                     return Err(Error::CursorExpired);
                 }
-                after
+                after.db()
             }
-            None => inner.store.last_sequence().await?,
+            None => inner.store.last_sequence().await?.db(),
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -151,7 +150,7 @@ impl Inner {
                 break started;
             }
             match self.store.last_sequence().await {
-                Ok(last) => break last,
+                Ok(last) => break last.db(),
                 Err(e) => {
                     tracing::warn!(error = %e, "event fetcher cannot read the outbox; retrying");
                     tokio::select! {
@@ -163,11 +162,11 @@ impl Inner {
         };
         self.position.store(cursor, Ordering::SeqCst);
         loop {
-            match self.store.events_after(cursor, BATCH).await {
+            match self.store.events_after(Sequence::from_db(cursor), BATCH).await {
                 Ok(batch) => {
                     let full = batch.len() as u64 == BATCH;
                     for stored in batch {
-                        cursor = stored.sequence;
+                        cursor = stored.sequence.db();
                         self.forget_changed_tokens(&stored);
                         let event = Arc::new(self.deliverable(stored));
                         // Position first, then send: a subscriber that reads position P
@@ -207,13 +206,13 @@ impl Inner {
             }
             // Catch up from the database to the fetcher's position.
             while cursor < position {
-                let batch = self.store.events_after(cursor, BATCH).await?;
+                let batch = self.store.events_after(Sequence::from_db(cursor), BATCH).await?;
                 if batch.is_empty() {
                     break;
                 }
                 self.check_retention(cursor, &batch).await?;
                 for stored in batch {
-                    cursor = stored.sequence;
+                    cursor = stored.sequence.db();
                     if let Err(Stop::Closed) = self.send(tx, Arc::new(self.deliverable(stored))).await {
                         return Ok(());
                     }
@@ -229,7 +228,7 @@ impl Inner {
                 };
                 match event {
                     Ok(event) => {
-                        let sequence = event.sequence as i64;
+                        let sequence = event.sequence.db();
                         if sequence <= cursor {
                             continue;
                         }
@@ -258,61 +257,48 @@ impl Inner {
     /// A hole after the cursor is normal on PostgreSQL (rolled-back sequence values),
     /// but it may also be events purged while this subscriber lagged: then it must not
     /// skip them silently.
-    async fn check_retention(&self, cursor: i64, batch: &[StoredEvent]) -> Result<()> {
-        if batch.first().is_some_and(|e| e.sequence > cursor + 1) && self.store.purged_through().await? > cursor {
+    async fn check_retention(&self, cursor: i64, batch: &[Event]) -> Result<()> {
+        if batch.first().is_some_and(|e| e.sequence.db() > cursor + 1)
+            && self.store.purged_through().await?.db() > cursor
+        {
             return Err(Error::CursorExpired);
         }
         Ok(())
     }
 
     /// A new token revoked the account's others; a password change revoked them all.
-    fn forget_changed_tokens(&self, e: &StoredEvent) {
-        match e.kind {
-            EventKind::TokenCreated => self.cache.forget(e.account_id, e.token_id),
-            EventKind::PasswordChanged => self.cache.forget(e.account_id, None),
-            EventKind::ResetRequestedForUnknownEmail => {}
+    fn forget_changed_tokens(&self, e: &Event) {
+        match &e.event {
+            DomainEvent::TokenCreated { account_id, token_id, .. } => self.cache.forget(*account_id, Some(*token_id)),
+            DomainEvent::PasswordChanged { account_id, .. } => self.cache.forget(*account_id, None),
+            DomainEvent::ResetRequestedForUnknownEmail { .. } => {}
         }
     }
 
-    fn deliverable(&self, e: StoredEvent) -> Event {
-        let payload = match e.kind {
-            EventKind::TokenCreated => {
-                let expires_at = e.expires_at.unwrap_or(e.occurred_at);
-                let live = expires_at > self.clock.now();
-                let token = match (live, &e.sealed_token, e.token_id) {
-                    (true, Some(sealed), Some(id)) => self
-                        .sealer
-                        .open_event(sealed, EventKind::TokenCreated as i16, id, e.account_id, &e.email)
-                        .unwrap_or_else(|| {
+    /// The event as a subscriber gets it: a live token's sealed copy opened.
+    fn deliverable(&self, mut e: Event) -> Event {
+        if let DomainEvent::TokenCreated { account_id, email, token_id, token, expires_at, .. } = &mut e.event {
+            let live = *expires_at > self.clock.now();
+            *token = match std::mem::replace(token, TokenCopy::Gone) {
+                TokenCopy::Sealed(sealed) if live => {
+                    match self.sealer.open_event(
+                        &sealed,
+                        EventKind::TokenCreated.code(),
+                        *token_id,
+                        account_id.uuid(),
+                        email,
+                    ) {
+                        Some(raw) => TokenCopy::Raw(raw),
+                        None => {
                             // Tampered with, or sealed under a key no longer configured.
-                            tracing::warn!(sequence = e.sequence, "a sealed token did not open; delivered without it");
-                            String::new()
-                        }),
-                    _ => String::new(),
-                };
-                Payload::TokenCreated {
-                    account_id: e.account_id,
-                    email: e.email,
-                    token,
-                    expires_at,
-                    client_ip: e.client_ip,
-                    user_agent: e.user_agent,
-                    locale: e.locale,
+                            tracing::warn!(sequence = %e.sequence, "a sealed token did not open; delivered without it");
+                            TokenCopy::Gone
+                        }
+                    }
                 }
-            }
-            EventKind::PasswordChanged => Payload::PasswordChanged {
-                account_id: e.account_id,
-                email: e.email,
-                client_ip: e.client_ip,
-                user_agent: e.user_agent,
-            },
-            EventKind::ResetRequestedForUnknownEmail => Payload::ResetRequestedForUnknownEmail {
-                email: e.email,
-                client_ip: e.client_ip,
-                user_agent: e.user_agent,
-                locale: e.locale,
-            },
-        };
-        Event { sequence: e.sequence.max(0) as u64, occurred_at: e.occurred_at, payload }
+                _ => TokenCopy::Gone,
+            };
+        }
+        e
     }
 }

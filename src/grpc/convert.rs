@@ -1,9 +1,11 @@
-//! Domain ⇄ proto conversions.
+//! Domain ⇄ proto conversions. Request fields are parsed into domain types where the
+//! handlers take them apart (`Email::parse`, `RawToken::parse`, …); this file turns
+//! domain values back into messages.
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::Account;
-use crate::events::{Event, Payload};
+use crate::domain::event::{DomainEvent, Event, TokenCopy};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -24,19 +26,23 @@ impl From<Account> for proto::Account {
 
 impl From<Event> for proto::Event {
     fn from(e: Event) -> Self {
-        let kind = match e.payload {
-            Payload::TokenCreated { account_id, email, token, expires_at, client_ip, user_agent, locale } => {
-                proto::event::Kind::TokenCreated(proto::TokenCreated {
-                    account_id: account_id.to_string(),
-                    email,
-                    token,
-                    expires_at: Some(timestamp(expires_at)),
-                    client_ip,
-                    user_agent,
-                    locale,
-                })
-            }
-            Payload::PasswordChanged { account_id, email, client_ip, user_agent } => {
+        let kind = match e.event {
+            DomainEvent::TokenCreated {
+                account_id, email, token, expires_at, client_ip, user_agent, locale, ..
+            } => proto::event::Kind::TokenCreated(proto::TokenCreated {
+                account_id: account_id.to_string(),
+                email,
+                // Empty once the token is no longer live (its copy destroyed).
+                token: match token {
+                    TokenCopy::Raw(raw) => raw,
+                    TokenCopy::Sealed(_) | TokenCopy::Gone => String::new(),
+                },
+                expires_at: Some(timestamp(expires_at)),
+                client_ip,
+                user_agent,
+                locale,
+            }),
+            DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent } => {
                 proto::event::Kind::PasswordChanged(proto::PasswordChanged {
                     account_id: account_id.to_string(),
                     email,
@@ -44,7 +50,7 @@ impl From<Event> for proto::Event {
                     user_agent,
                 })
             }
-            Payload::ResetRequestedForUnknownEmail { email, client_ip, user_agent, locale } => {
+            DomainEvent::ResetRequestedForUnknownEmail { email, client_ip, user_agent, locale } => {
                 proto::event::Kind::ResetRequestedForUnknownEmail(proto::ResetRequestedForUnknownEmail {
                     email,
                     client_ip,
@@ -53,6 +59,6 @@ impl From<Event> for proto::Event {
                 })
             }
         };
-        proto::Event { sequence: e.sequence, occurred_at: Some(timestamp(e.occurred_at)), kind: Some(kind) }
+        proto::Event { sequence: e.sequence.wire(), occurred_at: Some(timestamp(e.occurred_at)), kind: Some(kind) }
     }
 }

@@ -9,10 +9,12 @@ use tracing::field::Empty;
 
 use super::client::ClientIpSettings;
 use super::convert::timestamp;
-use crate::domain::ClientInfo;
+use crate::domain::email::Email;
+use crate::domain::event::Sequence;
 use crate::domain::password::Password;
 use crate::domain::reset::ResetService;
 use crate::domain::token::RawToken;
+use crate::domain::{ClientInfo, Locale};
 use crate::events::subscription::EventFeed;
 use crate::proto::password_reset_service_server::PasswordResetService;
 use crate::proto::{
@@ -40,7 +42,7 @@ impl PasswordResetService for ResetGrpc {
     async fn request_token(&self, req: Request<RequestTokenRequest>) -> Result<Response<RequestTokenResponse>, Status> {
         let client = self.client(&req);
         let RequestTokenRequest { email, locale } = req.into_inner();
-        self.reset.request_token(&email, locale, &client).await?;
+        self.reset.request_token(Email::parse(&email)?, Locale::parse(locale)?, &client).await?;
         Ok(Response::new(RequestTokenResponse {}))
     }
 
@@ -67,7 +69,8 @@ impl PasswordResetService for ResetGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "SubscribeEvents", client_ip = Empty))]
     async fn subscribe_events(&self, req: Request<SubscribeEventsRequest>) -> Result<Response<EventStream>, Status> {
         self.client(&req);
-        let events = self.feed.subscribe(req.into_inner().after_sequence).await?;
+        let after = req.into_inner().after_sequence.map(Sequence::from_wire).transpose()?;
+        let events = self.feed.subscribe(after).await?;
         let stream = ReceiverStream::new(events).map(|e| e.map(Event::from).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }

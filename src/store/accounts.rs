@@ -1,38 +1,26 @@
-//! Accounts: creation, look-ups, the active flag and password-hash upgrades.
+//! Accounts as the domain's [`AccountStore`]: creation, look-ups, the active flag and
+//! password-hash upgrades.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
 use tracing::instrument;
-use uuid::Uuid;
 
 use super::entity::accounts;
-use super::outbox::{notify_revoked, outbox_lock};
-use super::tokens::revoke_live_tokens;
+use super::write::{notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::email::Email;
-use crate::domain::{Account, Error, Result};
+use crate::domain::persistence::{AccountRecord, AccountStore, NewAccount};
+use crate::domain::{Account, AccountId, Error, Result};
 
-#[derive(Debug, Clone)]
-pub struct AccountRecord {
-    pub account: Account,
-    pub password_hash: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewAccount {
-    pub id: Uuid,
-    pub email: Email,
-    pub password_hash: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Store {
+#[async_trait]
+impl AccountStore for Store {
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
-    pub async fn create_account(&self, new: NewAccount) -> Result<Account> {
+    async fn create_account(&self, new: NewAccount) -> Result<Account> {
         let now = millis(new.created_at);
         let model = accounts::ActiveModel {
-            id: Set(new.id),
+            id: Set(new.id.uuid()),
             email: Set(new.email.as_str().to_owned()),
             password_hash: Set(new.password_hash),
             active: Set(true),
@@ -49,15 +37,14 @@ impl Store {
     }
 
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>> {
+    async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>> {
         let row =
             accounts::Entity::find().filter(accounts::Column::Email.eq(email.as_str())).one(&self.db).await.db()?;
         Ok(row.map(to_record))
     }
 
-    /// The accounts of any of `emails`, in one query (the token writer's batch).
     #[instrument(skip_all, err, level = "debug", fields(emails = emails.len()))]
-    pub async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>> {
+    async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>> {
         if emails.is_empty() {
             return Ok(Vec::new());
         }
@@ -70,14 +57,12 @@ impl Store {
     }
 
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn account_by_id(&self, id: Uuid) -> Result<Option<AccountRecord>> {
-        Ok(accounts::Entity::find_by_id(id).one(&self.db).await.db()?.map(to_record))
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRecord>> {
+        Ok(accounts::Entity::find_by_id(id.uuid()).one(&self.db).await.db()?.map(to_record))
     }
 
-    /// Sets the active flag; deactivating also revokes every live token of the account
-    /// and destroys their sealed copies, in the same transaction.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn set_active(&self, id: Uuid, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
+    async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
@@ -85,7 +70,7 @@ impl Store {
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))
-            .filter(accounts::Column::Id.eq(id))
+            .filter(accounts::Column::Id.eq(id.uuid()))
             .exec(&txn)
             .await
             .db()?;
@@ -96,16 +81,15 @@ impl Store {
             revoke_live_tokens(&txn, &[id], None, now).await?;
             notify_revoked(&txn, id).await?;
         }
-        let row = accounts::Entity::find_by_id(id).one(&txn).await.db()?;
+        let row = accounts::Entity::find_by_id(id.uuid()).one(&txn).await.db()?;
         txn.commit().await.db()?;
         Ok(row.as_ref().map(to_account))
     }
 
-    /// Stores a rehash made under current parameters, unless the hash changed meanwhile.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn upgrade_password_hash(
+    async fn upgrade_password_hash(
         &self,
-        id: Uuid,
+        id: AccountId,
         old_hash: &str,
         new_hash: String,
         now: DateTime<Utc>,
@@ -114,7 +98,7 @@ impl Store {
         accounts::Entity::update_many()
             .col_expr(accounts::Column::PasswordHash, Expr::value(new_hash))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))
-            .filter(accounts::Column::Id.eq(id))
+            .filter(accounts::Column::Id.eq(id.uuid()))
             .filter(accounts::Column::PasswordHash.eq(old_hash))
             .exec(&self.db)
             .await
@@ -125,7 +109,7 @@ impl Store {
 
 fn to_account(row: &accounts::Model) -> Account {
     Account {
-        id: row.id,
+        id: AccountId::from_uuid(row.id),
         email: Email::from_trusted(row.email.clone()),
         active: row.active,
         has_usable_password: row.password_hash.is_some(),

@@ -3,6 +3,7 @@
 //! statement, so N concurrent guesses cannot all pass a check made before any of them
 //! is recorded.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement, Value};
@@ -11,15 +12,7 @@ use tracing::instrument;
 use super::entity::verify_failures;
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::Result;
-
-/// The answer to [`Store::reserve_attempt`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
-    /// The attempt is counted; it may be evaluated.
-    Granted,
-    /// The address is locked since its last attempt at this time.
-    Locked { last_attempt_at: DateTime<Utc> },
-}
+use crate::domain::persistence::{AttemptStore, Reservation};
 
 /// Counts one attempt unless `max` attempts are already counted after `window_start`;
 /// a count older than the window starts again at one. One statement on both databases.
@@ -30,10 +23,11 @@ const RESERVE: &str = "INSERT INTO verify_failures (email_digest, failures, last
      WHERE verify_failures.failures < $4 OR verify_failures.last_attempt_at <= $3 \
      RETURNING failures";
 
-impl Store {
+#[async_trait]
+impl AttemptStore for Store {
     /// Reserves one attempt for the address (see [`RESERVE`]).
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn reserve_attempt(
+    async fn reserve_attempt(
         &self,
         digest: &[u8; 32],
         max: u32,
@@ -53,7 +47,7 @@ impl Store {
 
     /// Gives back an attempt that was never evaluated (hashing was at capacity).
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn release_attempt(&self, digest: &[u8; 32]) -> Result<()> {
+    async fn release_attempt(&self, digest: &[u8; 32]) -> Result<()> {
         let _turn = self.write_turn().await;
         verify_failures::Entity::update_many()
             .col_expr(verify_failures::Column::Failures, Expr::col(verify_failures::Column::Failures).sub(1))
@@ -68,7 +62,7 @@ impl Store {
     /// Forgets the address's failures: the right password was given, or a reset
     /// succeeded.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn clear_attempts(&self, digest: &[u8; 32]) -> Result<()> {
+    async fn clear_attempts(&self, digest: &[u8; 32]) -> Result<()> {
         let _turn = self.write_turn().await;
         verify_failures::Entity::delete_by_id(digest.to_vec()).exec(&self.db).await.db()?;
         Ok(())
@@ -76,7 +70,7 @@ impl Store {
 
     /// Deletes counts whose last attempt is at or before `window_start`; returns how many.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn forget_attempts(&self, window_start: DateTime<Utc>) -> Result<u64> {
+    async fn forget_attempts(&self, window_start: DateTime<Utc>) -> Result<u64> {
         let _turn = self.write_turn().await;
         let deleted = verify_failures::Entity::delete_many()
             .filter(verify_failures::Column::LastAttemptAt.lte(millis(window_start)))
@@ -85,7 +79,9 @@ impl Store {
             .db()?;
         Ok(deleted.rows_affected)
     }
+}
 
+impl Store {
     /// Addresses with a count (for tests and metrics).
     #[instrument(skip_all, err, level = "debug")]
     pub async fn tracked_attempts(&self) -> Result<u64> {

@@ -1,5 +1,6 @@
-//! Persistence: SeaORM entities and queries. Returns domain types, owns every
-//! transaction, and classifies database errors once, by kind.
+//! Persistence: SeaORM entities and queries behind the domain's traits
+//! (`domain::persistence`). Maps rows to and from domain types, owns every transaction,
+//! and classifies database errors once, by kind. Imports only `domain`.
 //!
 //! A method that changes state and has an event to publish takes the event and writes
 //! both in one transaction (the outbox), so a crash leaves both or neither.
@@ -16,17 +17,15 @@
 
 mod accounts;
 mod attempts;
+mod batch;
 pub mod entity;
+mod listen;
 mod outbox;
+mod row;
 mod tokens;
+mod write;
 
-pub use accounts::{AccountRecord, NewAccount};
-pub use attempts::Reservation;
-pub use outbox::{
-    EVENTS_CHANNEL, EventKind, Inserted, Notice, OUTBOX_LOCK_KEY, OutboxWrite, PurgeCounts, REVOKED_CHANNEL,
-    StoredEvent, TokenCap, Written, follow_commits,
-};
-pub use tokens::{Confirmation, NewToken, TokenRecord};
+pub use listen::{EVENTS_CHANNEL, Notice, OUTBOX_LOCK_KEY, REVOKED_CHANNEL, follow_commits};
 
 use std::sync::Arc;
 use std::time::Duration;

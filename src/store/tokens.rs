@@ -1,88 +1,24 @@
-//! Reset tokens: look-up by digest, discarding, the Confirm transaction, revocation.
+//! Reset tokens as the domain's [`TokenStore`]: look-up by digest (with the account's
+//! active flag), discarding, and the Confirm transaction.
 
-use chrono::{DateTime, Utc};
+use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait,
-    Value,
-};
+use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait, Value};
 use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::{accounts, events, reset_tokens};
-use super::outbox::{StoredEvent, insert_event, outbox_lock};
+use super::write::{insert_event, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
-use crate::domain::token::TokenDigest;
-use crate::domain::{Error, Result};
+use crate::domain::event::{NewEvent, Sequence};
+use crate::domain::persistence::{Confirmation, TokenStore};
+use crate::domain::token::{TokenDigest, TokenRecord};
+use crate::domain::{AccountId, Error, Result};
 
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub digest: TokenDigest,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub client_ip: String,
-    pub user_agent: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct TokenRecord {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub expires_at: DateTime<Utc>,
-    pub used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Whether the token's account is active: a token of an inactive account is never
-    /// live, whatever its own state says.
-    pub account_active: bool,
-}
-
-impl From<&NewToken> for TokenRecord {
-    /// The record of a token just written (the writer checked the account is active),
-    /// as the database keeps it (to the millisecond).
-    fn from(token: &NewToken) -> Self {
-        TokenRecord {
-            id: token.id,
-            account_id: token.account_id,
-            expires_at: from_millis(millis(token.expires_at)),
-            used_at: None,
-            revoked_at: None,
-            account_active: true,
-        }
-    }
-}
-
-impl TokenRecord {
-    /// Why the token is not live, if it is not.
-    pub fn refusal(&self, now: DateTime<Utc>) -> Option<&'static str> {
-        if self.used_at.is_some() {
-            Some("used")
-        } else if self.revoked_at.is_some() {
-            Some("revoked")
-        } else if !self.account_active {
-            Some("inactive")
-        } else if self.expires_at <= now {
-            Some("expired")
-        } else {
-            None
-        }
-    }
-}
-
-/// What `Confirm` commits at once.
-#[derive(Debug, Clone)]
-pub struct Confirmation {
-    pub token_id: Uuid,
-    pub account_id: Uuid,
-    pub password_hash: String,
-    pub now: DateTime<Utc>,
-}
-
-impl Store {
+#[async_trait]
+impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
-    /// The token with any of `digests` (one per server key still accepted).
-    pub async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
+    async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
         type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, bool);
         let row: Option<Row> = reset_tokens::Entity::find()
             .select_only()
@@ -102,7 +38,7 @@ impl Store {
             .db()?;
         Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, account_active)| TokenRecord {
             id,
-            account_id,
+            account_id: AccountId::from_uuid(account_id),
             expires_at: from_millis(expires_at),
             used_at: used_at.map(from_millis),
             revoked_at: revoked_at.map(from_millis),
@@ -110,10 +46,8 @@ impl Store {
         }))
     }
 
-    /// Deletes a token that is no longer live (an expired one was presented) and
-    /// destroys its sealed copy.
     #[instrument(skip_all, err, level = "debug")]
-    pub async fn discard_token(&self, id: Uuid) -> Result<()> {
+    async fn discard_token(&self, id: Uuid) -> Result<()> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
         outbox_lock(&txn).await?;
@@ -127,12 +61,8 @@ impl Store {
         txn.commit().await.db()
     }
 
-    /// Consumes the token, sets the password, revokes the account's other live tokens,
-    /// destroys their sealed copies and records `PasswordChanged`, all or nothing.
-    /// Of two racing calls with one token exactly one succeeds; the other gets
-    /// `TokenNotFound`.
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
-    pub async fn confirm(&self, c: Confirmation, event: StoredEvent) -> Result<i64> {
+    async fn confirm(&self, c: Confirmation, event: NewEvent) -> Result<Sequence> {
         let now = millis(c.now);
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await.db()?;
@@ -142,7 +72,7 @@ impl Store {
             .col_expr(accounts::Column::PasswordHash, Expr::value(c.password_hash))
             .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(now))
-            .filter(accounts::Column::Id.eq(c.account_id))
+            .filter(accounts::Column::Id.eq(c.account_id.uuid()))
             .filter(accounts::Column::Active.eq(true))
             .exec(&txn)
             .await
@@ -154,7 +84,7 @@ impl Store {
         let consumed = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::UsedAt, Expr::value(now))
             .filter(reset_tokens::Column::Id.eq(c.token_id))
-            .filter(reset_tokens::Column::AccountId.eq(c.account_id))
+            .filter(reset_tokens::Column::AccountId.eq(c.account_id.uuid()))
             .filter(reset_tokens::Column::UsedAt.is_null())
             .filter(reset_tokens::Column::RevokedAt.is_null())
             .filter(reset_tokens::Column::ExpiresAt.gt(now))
@@ -170,32 +100,4 @@ impl Store {
         txn.commit().await.db()?;
         Ok(sequence)
     }
-}
-
-/// Revokes the accounts' live tokens (all but `keep`) and destroys the sealed copies
-/// of every token of the accounts that is no longer live.
-pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
-    db: &C,
-    accounts: &[Uuid],
-    keep: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let now = millis(now);
-    let mut revoke = reset_tokens::Entity::update_many()
-        .col_expr(reset_tokens::Column::RevokedAt, Expr::value(now))
-        .filter(reset_tokens::Column::AccountId.is_in(accounts.iter().copied()))
-        .filter(reset_tokens::Column::UsedAt.is_null())
-        .filter(reset_tokens::Column::RevokedAt.is_null());
-    if let Some(keep) = keep {
-        revoke = revoke.filter(reset_tokens::Column::Id.ne(keep));
-    }
-    revoke.exec(db).await.db()?;
-    events::Entity::update_many()
-        .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
-        .filter(events::Column::AccountId.is_in(accounts.iter().copied()))
-        .filter(events::Column::SealedToken.is_not_null())
-        .exec(db)
-        .await
-        .db()?;
-    Ok(())
 }

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use pwreset::domain::persistence::EventStore;
 use pwreset::proto::{ConfirmRequest, RequestTokenRequest, SubscribeEventsRequest, ValidateTokenRequest, event};
 use pwreset::store::Store;
 use sea_orm::{ConnectionTrait, Database, Statement};

@@ -109,7 +109,7 @@ async fn no_ok_is_given_before_the_token_and_its_event_are_committed() {
     // Straight from the database, with nothing waited for after the answer.
     let db = db(&app).await;
     let created = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::store::EventKind::TokenCreated as i16))
+        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
         .filter(events::Column::Email.eq("ada@example.com"))
         .all(&db)
         .await
@@ -346,7 +346,7 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
     }
     let db = db(&app).await;
     let created: HashSet<String> = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::store::EventKind::TokenCreated as i16))
+        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
         .all(&db)
         .await
         .unwrap()

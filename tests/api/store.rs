@@ -4,18 +4,27 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pwreset::domain::token::TokenDigest;
-use pwreset::events::seal::SealedToken;
+use pwreset::domain::email::Email;
+use pwreset::domain::event::{EventKind, NewEvent};
+use pwreset::domain::persistence::{EventStore, Inserted, OutboxWrite, TokenCap};
+use pwreset::domain::seal::SealedToken;
+use pwreset::domain::token::{NewToken, TokenDigest};
+use pwreset::domain::{Account, AccountId, ClientInfo};
 use pwreset::store::entity::{events, reset_tokens};
-use pwreset::store::{EventKind, Inserted, NewToken, OutboxWrite, Store, StoredEvent, TokenCap, millis};
+use pwreset::store::{Store, millis};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::helpers::*;
 
+fn client() -> ClientInfo {
+    ClientInfo { ip: "203.0.113.9".parse().ok(), user_agent: "test".into() }
+}
+
 fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Option<TokenCap>) -> OutboxWrite {
     let id = Uuid::now_v7();
     let expires_at = now + Duration::from_secs(1800);
+    let account_id = AccountId::from_uuid(account_id);
     let token = NewToken {
         id,
         account_id,
@@ -25,38 +34,21 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         client_ip: "203.0.113.9".into(),
         user_agent: "test".into(),
     };
-    let event = StoredEvent {
-        sequence: 0,
-        occurred_at: now,
-        kind: EventKind::TokenCreated,
-        account_id,
-        email: "someone@example.com".into(),
-        token_id: Some(id),
-        sealed_token: Some(SealedToken { key_id: 1, bytes: vec![7; 40] }),
-        expires_at: Some(expires_at),
-        client_ip: "203.0.113.9".into(),
-        user_agent: "test".into(),
-        locale: "en-GB".into(),
-        retain_until: expires_at,
+    let account = Account {
+        id: account_id,
+        email: Email::parse("someone@example.com").unwrap(),
+        active: true,
+        has_usable_password: true,
+        created_at: now,
     };
+    let sealed = SealedToken { key_id: 1, bytes: vec![7; 40] };
+    let event = NewEvent::token_created(now, Duration::ZERO, &account, id, sealed, expires_at, &client(), "en-GB");
     OutboxWrite { token: Some(token), event, cap }
 }
 
 fn unknown_email_write(now: DateTime<Utc>) -> OutboxWrite {
-    let event = StoredEvent {
-        sequence: 0,
-        occurred_at: now,
-        kind: EventKind::ResetRequestedForUnknownEmail,
-        account_id: Uuid::nil(),
-        email: "nobody@example.com".into(),
-        token_id: None,
-        sealed_token: None,
-        expires_at: None,
-        client_ip: "203.0.113.9".into(),
-        user_agent: "test".into(),
-        locale: "en-GB".into(),
-        retain_until: now + Duration::from_secs(3600),
-    };
+    let email = Email::parse("nobody@example.com").unwrap();
+    let event = NewEvent::unknown_email(now, Duration::from_secs(3600), &email, &client(), "en-GB");
     OutboxWrite { token: None, event, cap: None }
 }
 
@@ -103,8 +95,8 @@ async fn a_batch_revokes_caps_and_supersedes_as_writing_in_turn_would() {
     assert_eq!(written.outcomes, vec![Created, Created, Capped, Created, Created]);
     let db = sea_orm::Database::connect(url).await.unwrap();
     let newest = events::Entity::find().order_by_desc(events::Column::Sequence).one(&db).await.unwrap().unwrap();
-    assert_eq!(written.newest, Some(newest.sequence));
-    assert_eq!(newest.kind, EventKind::ResetRequestedForUnknownEmail as i16, "entries keep their order");
+    assert_eq!(written.newest.map(|s| s.db()), Some(newest.sequence));
+    assert_eq!(newest.kind, EventKind::ResetRequestedForUnknownEmail.code(), "entries keep their order");
     let a_tokens = reset_tokens::Entity::find().filter(reset_tokens::Column::AccountId.eq(a)).all(&db).await.unwrap();
     db.close().await.unwrap();
 

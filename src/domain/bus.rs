@@ -4,20 +4,22 @@
 
 use tokio::sync::watch;
 
+use super::event::Sequence;
+
 #[derive(Clone)]
 pub struct EventBus {
-    newest: watch::Sender<i64>,
+    newest: watch::Sender<Sequence>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self { newest: watch::Sender::new(0) }
+        Self { newest: watch::Sender::new(Sequence::ZERO) }
     }
 }
 
 impl EventBus {
     /// Called after the transaction that wrote event `sequence` committed.
-    pub fn published(&self, sequence: i64) {
+    pub fn published(&self, sequence: Sequence) {
         self.newest.send_if_modified(|newest| {
             let newer = sequence > *newest;
             if newer {
@@ -27,7 +29,7 @@ impl EventBus {
         });
     }
 
-    pub fn watch(&self) -> watch::Receiver<i64> {
+    pub fn watch(&self) -> watch::Receiver<Sequence> {
         self.newest.subscribe()
     }
 }

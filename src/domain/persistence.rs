@@ -1,0 +1,164 @@
+//! What the domain needs from a database: the traits `store` implements, and the values
+//! they exchange. A method that changes state and has an event to publish takes the
+//! event and writes both in one transaction (the outbox), so the domain never holds a
+//! transaction and a crash leaves both or neither.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::email::Email;
+use super::error::Result;
+use super::event::{Event, NewEvent, Sequence};
+use super::token::{NewToken, TokenDigest, TokenRecord};
+use super::{Account, AccountId};
+
+/// An account with its password hash (PHC string), which only the credential checks read.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub account: Account,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub id: AccountId,
+    pub email: Email,
+    pub password_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What `Confirm` commits at once.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub token_id: Uuid,
+    pub account_id: AccountId,
+    pub password_hash: String,
+    pub now: DateTime<Utc>,
+}
+
+/// One entry of a token batch: an event, with the token it announces.
+#[derive(Debug, Clone)]
+pub struct OutboxWrite {
+    pub token: Option<NewToken>,
+    pub event: NewEvent,
+    /// The account's (or, without a token, the address's) cap on such events.
+    pub cap: Option<TokenCap>,
+}
+
+/// At most `max` tokens per account (reports per unknown address) created after `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCap {
+    pub max: u32,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored.
+    Created,
+    /// The account (or the unknown address) reached its cap: nothing stored.
+    Capped,
+    /// The account is no longer active: nothing stored.
+    Inactive,
+    /// Another token has the same digest (plausible only for short numeric codes).
+    DigestTaken,
+}
+
+/// What a token batch did with each entry, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub outcomes: Vec<Inserted>,
+    /// The highest sequence written, if any entry was.
+    pub newest: Option<Sequence>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub tokens: u64,
+    pub events: u64,
+}
+
+/// The answer to [`AttemptStore::reserve_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt is counted; it may be evaluated.
+    Granted,
+    /// The address is locked since its last attempt at this time.
+    Locked { last_attempt_at: DateTime<Utc> },
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// `AccountExists` if the e-mail is taken.
+    async fn create_account(&self, new: NewAccount) -> Result<Account>;
+    async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>>;
+    /// The accounts of any of `emails`, in one query (the token writer's batch).
+    async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>>;
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRecord>>;
+    /// Sets the active flag; deactivating also revokes every live token of the account
+    /// and destroys their sealed copies, in the same transaction. `None`: no such account.
+    async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>>;
+    /// Stores a rehash made under current parameters, unless the hash changed meanwhile.
+    async fn upgrade_password_hash(&self, id: AccountId, old: &str, new: String, now: DateTime<Utc>) -> Result<()>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The token with any of `digests` (one per server key still accepted).
+    async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>>;
+    /// Deletes a token that is no longer live and destroys its sealed copy.
+    async fn discard_token(&self, id: Uuid) -> Result<()>;
+    /// Consumes the token, sets the password, revokes the account's other live tokens,
+    /// destroys their sealed copies and records the event, all or nothing. Of two racing
+    /// calls with one token exactly one succeeds; the other gets `TokenNotFound`.
+    async fn confirm(&self, confirmation: Confirmation, event: NewEvent) -> Result<Sequence>;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes a batch of entries in one transaction (group commit). An entry with a token
+    /// revokes the account's earlier live tokens, unless the account is inactive, reached
+    /// its cap, or the digest is taken: then it changes nothing. The result is the same
+    /// as writing the entries one after another. With `caps_on` the cap counts run for
+    /// every batch, so every batch runs the same statements whatever it holds.
+    async fn write_outbox(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written>;
+    /// Up to `limit` retained events after `after`, oldest first.
+    async fn events_after(&self, after: Sequence, limit: u64) -> Result<Vec<Event>>;
+    /// The highest committed sequence (zero when there is none).
+    async fn last_sequence(&self) -> Result<Sequence>;
+    /// The highest sequence ever purged: a cursor below it may have missed events.
+    async fn purged_through(&self) -> Result<Sequence>;
+    /// Deletes expired tokens and events past retention; destroys sealed copies of
+    /// expired tokens.
+    async fn purge(&self, now: DateTime<Utc>) -> Result<PurgeCounts>;
+}
+
+#[async_trait]
+pub trait AttemptStore: Send + Sync {
+    /// Counts one attempt for the address unless `max` are already counted after
+    /// `window_start` (a count older than the window starts again), atomically.
+    async fn reserve_attempt(
+        &self,
+        digest: &[u8; 32],
+        max: u32,
+        window_start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation>;
+    /// Gives back an attempt that was never evaluated.
+    async fn release_attempt(&self, digest: &[u8; 32]) -> Result<()>;
+    /// Forgets the address's failures.
+    async fn clear_attempts(&self, digest: &[u8; 32]) -> Result<()>;
+    /// Deletes counts whose last attempt is at or before `window_start`; how many.
+    async fn forget_attempts(&self, window_start: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Everything the domain persists.
+pub trait Persistence: AccountStore + TokenStore + EventStore + AttemptStore {}
+
+impl<T: AccountStore + TokenStore + EventStore + AttemptStore> Persistence for T {}
+
+/// The database as the domain holds it.
+pub type Db = Arc<dyn Persistence>;

@@ -1,0 +1,305 @@
+//! The token writer's transaction: a batch of reset requests' tokens and events,
+//! group-committed with a fixed set of set-based statements (the same ones whatever the
+//! batch holds), the caps counted from the outbox so they hold across replicas.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
+};
+use tracing::instrument;
+
+use super::entity::{accounts, event_retention, events, reset_tokens};
+use super::row::{event_model, token_model};
+use super::write::{insert_event, notify, outbox_lock, revoke_live_tokens};
+use super::{Classify, Store, classify, millis};
+use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
+use crate::domain::persistence::{Inserted, OutboxWrite, TokenCap, Written};
+use crate::domain::token::NewToken;
+use crate::domain::{AccountId, Result};
+
+impl Store {
+    /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
+    /// the batch). An entry with a token revokes the account's earlier live tokens,
+    /// unless the account already had `cap` tokens created in the cap's window (counted
+    /// from the outbox, so the cap holds across replicas) or the digest is taken: then
+    /// that entry changes nothing. The result is the same as writing the entries one
+    /// after another, in order.
+    ///
+    /// The batch is written with a fixed number of set-based statements (one grouped cap
+    /// count, one revocation, one multi-row insert per table), whatever its size. Only if
+    /// a digest is already taken (plausible with short numeric codes alone) is it
+    /// written again entry by entry, each in a savepoint, to find the colliding ones.
+    #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
+    pub(super) async fn write_batch(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written> {
+        let _turn = self.write_turn().await;
+        match self.write_outbox_once(writes, caps_on, false).await? {
+            Some(written) => Ok(written),
+            // A digest was taken: the transaction was rolled back whole; write again,
+            // entry by entry, each in a savepoint, to find the colliding ones.
+            None => self.write_outbox_once(writes, caps_on, true).await?.ok_or_else(|| {
+                crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
+            }),
+        }
+    }
+
+    /// One attempt of [`write_batch`](Self::write_batch); `None` when the set-based
+    /// insert met a taken digest (and everything was rolled back).
+    async fn write_outbox_once(&self, writes: &[OutboxWrite], caps_on: bool, each: bool) -> Result<Option<Written>> {
+        let txn = self.db.begin().await.db()?;
+        // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
+        // Serialising with other replicas' writers before counting means two racing
+        // requests for one account cannot both pass the cap, and no deactivation can
+        // commit between the active check below and this commit.
+        outbox_lock(&txn).await?;
+        // Every batch writes, even one whose requests all lead to nothing: its callers
+        // then wait on a commit as long as anyone's (the answer's timing is the same for
+        // every address), and on SQLite the write lock is taken before the reads below,
+        // so the transaction never has to upgrade a read snapshot that went stale.
+        event_retention::Entity::update_many()
+            .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
+            .filter(event_retention::Column::Id.eq(1))
+            .exec(&txn)
+            .await
+            .db()?;
+        let active = active_accounts(&txn, writes).await?;
+        let outcomes = apply_caps(&txn, writes, &active, caps_on).await?;
+        let written = if each {
+            write_each(&txn, writes, outcomes).await?
+        } else {
+            match write_set(&txn, writes, &outcomes).await? {
+                Some(newest) => Written { outcomes, newest },
+                None => {
+                    txn.rollback().await.db()?;
+                    return Ok(None);
+                }
+            }
+        };
+        txn.commit().await.db()?;
+        Ok(Some(written))
+    }
+}
+
+/// The accounts of the batch's tokens that are still active, read inside the writer's
+/// transaction after its outbox lock: a deactivation (which takes that lock first too)
+/// commits either before, and the token is not written, or after, and revokes it.
+async fn active_accounts<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<HashSet<AccountId>> {
+    // Run for an empty set too: the same statements for every batch.
+    let wanted: HashSet<AccountId> = writes.iter().filter_map(|w| Some(w.token.as_ref()?.account_id)).collect();
+    let rows: Vec<uuid::Uuid> = accounts::Entity::find()
+        .select_only()
+        .column(accounts::Column::Id)
+        .filter(accounts::Column::Id.is_in(wanted.into_iter().map(AccountId::uuid)))
+        .filter(accounts::Column::Active.eq(true))
+        .into_tuple()
+        .all(db)
+        .await
+        .db()?;
+    Ok(rows.into_iter().map(AccountId::from_uuid).collect())
+}
+
+/// What a cap counts: the account's tokens, or the reports for an unknown address.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum CapKey {
+    Account(AccountId),
+    UnknownEmail(String),
+}
+
+fn cap_key(write: &OutboxWrite) -> CapKey {
+    match &write.token {
+        Some(token) => CapKey::Account(token.account_id),
+        None => CapKey::UnknownEmail(write.event.event.email().to_owned()),
+    }
+}
+
+/// Decides, in order, which entries the caps let through, with one grouped count for
+/// the batch's accounts and one for its unknown addresses. `Capped` entries change
+/// nothing, not even a revocation: requests past the cap must not let anyone keep
+/// invalidating the latest token. A token for an account that is no longer active is
+/// `Inactive` and changes nothing either.
+async fn apply_caps<C: ConnectionTrait>(
+    db: &C,
+    writes: &[OutboxWrite],
+    active: &HashSet<AccountId>,
+    caps_on: bool,
+) -> Result<Vec<Inserted>> {
+    let capped: Vec<(CapKey, TokenCap)> = writes.iter().filter_map(|w| Some((cap_key(w), w.cap?))).collect();
+    let mut remaining: HashMap<CapKey, i64> = HashMap::new();
+    // With caps on, both counts run for every batch, empty or not (the same statements
+    // whatever the addresses: see `write_set`).
+    let earliest = capped.iter().map(|(_, cap)| cap.since).min();
+    if caps_on || earliest.is_some() {
+        // The earliest window start in the batch: it can only count more, never fewer.
+        let since = earliest.map_or(i64::MAX, millis);
+        let accounts: HashSet<AccountId> = capped
+            .iter()
+            .filter_map(|(key, _)| match key {
+                CapKey::Account(id) => Some(*id),
+                CapKey::UnknownEmail(_) => None,
+            })
+            .collect();
+        let emails: HashSet<String> = capped
+            .iter()
+            .filter_map(|(key, _)| match key {
+                CapKey::UnknownEmail(email) => Some(email.clone()),
+                CapKey::Account(_) => None,
+            })
+            .collect();
+        {
+            let recent: Vec<(uuid::Uuid, i64)> = events::Entity::find()
+                .select_only()
+                .column(events::Column::AccountId)
+                .column_as(events::Column::Sequence.count(), "recent")
+                .filter(events::Column::AccountId.is_in(accounts.into_iter().map(AccountId::uuid)))
+                .filter(events::Column::Kind.eq(EventKind::TokenCreated.code()))
+                .filter(events::Column::OccurredAt.gt(since))
+                .group_by(events::Column::AccountId)
+                .into_tuple()
+                .all(db)
+                .await
+                .db()?;
+            remaining.extend(recent.into_iter().map(|(id, n)| (CapKey::Account(AccountId::from_uuid(id)), n)));
+        }
+        {
+            let recent: Vec<(String, i64)> = events::Entity::find()
+                .select_only()
+                .column(events::Column::Email)
+                .column_as(events::Column::Sequence.count(), "recent")
+                .filter(events::Column::Email.is_in(emails))
+                .filter(events::Column::Kind.eq(EventKind::ResetRequestedForUnknownEmail.code()))
+                .filter(events::Column::OccurredAt.gt(since))
+                .group_by(events::Column::Email)
+                .into_tuple()
+                .all(db)
+                .await
+                .db()?;
+            remaining.extend(recent.into_iter().map(|(email, n)| (CapKey::UnknownEmail(email), n)));
+        }
+    }
+    Ok(writes
+        .iter()
+        .map(|w| {
+            if let Some(token) = &w.token
+                && !active.contains(&token.account_id)
+            {
+                return Inserted::Inactive;
+            }
+            let Some(cap) = w.cap else { return Inserted::Created };
+            let used = remaining.entry(cap_key(w)).or_insert(0);
+            if *used >= i64::from(cap.max) {
+                Inserted::Capped
+            } else {
+                *used += 1;
+                Inserted::Created
+            }
+        })
+        .collect())
+}
+
+/// Writes the entries `outcomes` lets through with set-based statements. `None` when
+/// a digest is already taken: the caller rolls back and writes entry by entry.
+async fn write_set<C: ConnectionTrait>(
+    db: &C,
+    writes: &[OutboxWrite],
+    outcomes: &[Inserted],
+) -> Result<Option<Option<Sequence>>> {
+    let accepted: Vec<&OutboxWrite> =
+        writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created).map(|(w, _)| w).collect();
+    // Each account's newest token in the batch stays live; the batch's earlier ones for
+    // that account are stored already revoked, as writing them in turn would leave them.
+    let mut newest_token: HashMap<AccountId, &NewToken> = HashMap::new();
+    for token in accepted.iter().filter_map(|w| w.token.as_ref()) {
+        newest_token.insert(token.account_id, token);
+    }
+    // The same statements run whatever the batch holds, with no rows where it has
+    // nothing to write: a batch of requests for unknown addresses costs what one for
+    // known addresses does (enumeration by timing).
+    let now = newest_token.values().map(|t| t.created_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let accounts: Vec<AccountId> = newest_token.keys().copied().collect();
+    revoke_live_tokens(db, &accounts, None, now).await?;
+    let superseded_at = |token: &NewToken| {
+        let newest = newest_token.get(&token.account_id)?;
+        (newest.id != token.id).then_some(newest.created_at)
+    };
+    let tokens: Vec<_> =
+        accepted.iter().filter_map(|w| w.token.as_ref()).map(|t| token_model(t.clone(), superseded_at(t))).collect();
+    if tokens.is_empty() {
+        insert_nothing(db, "reset_tokens").await?;
+    } else {
+        match reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    let events = accepted.iter().map(|w| {
+        let mut event = w.event.clone();
+        if w.token.as_ref().is_some_and(|t| superseded_at(t).is_some())
+            && let DomainEvent::TokenCreated { token, .. } = &mut event.event
+        {
+            *token = TokenCopy::Gone;
+        }
+        event_model(event)
+    });
+    let events: Vec<_> = events.collect();
+    let newest = if events.is_empty() {
+        insert_nothing(db, "events").await?;
+        None
+    } else {
+        // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL)
+        // until it commits, so these are the newest sequences.
+        events::Entity::insert_many(events).exec_with_returning_keys(db).await.db()?.into_iter().max()
+    };
+    // Sent for an empty batch too (a listener ignores a sequence it has seen).
+    notify(db, newest.unwrap_or(0)).await?;
+    Ok(Some(newest.map(Sequence::from_db)))
+}
+
+/// An insert of no rows into `table`: the statement an empty batch runs in place of
+/// its multi-row insert.
+async fn insert_nothing<C: ConnectionTrait>(db: &C, table: &str) -> Result<()> {
+    db.execute_unprepared(&format!("INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0")).await.db()?;
+    Ok(())
+}
+
+/// The slow path of [`Store::write_batch`]: each entry the cap let through in a
+/// savepoint of its own.
+async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec<Inserted>) -> Result<Written> {
+    let mut written = Written { outcomes: Vec::with_capacity(writes.len()), newest: None };
+    for (write, cap) in writes.iter().zip(caps) {
+        if cap != Inserted::Created {
+            written.outcomes.push(cap);
+            continue;
+        }
+        let entry = txn.begin().await.db()?;
+        let outcome = match write_one(&entry, write).await? {
+            Some(sequence) => {
+                entry.commit().await.db()?;
+                written.newest = written.newest.max(Some(sequence));
+                Inserted::Created
+            }
+            None => {
+                entry.rollback().await.db()?;
+                Inserted::DigestTaken
+            }
+        };
+        written.outcomes.push(outcome);
+    }
+    Ok(written)
+}
+
+/// One outbox entry that the cap let through, inside its savepoint; `None` if its
+/// digest is taken.
+async fn write_one<C: ConnectionTrait>(db: &C, write: &OutboxWrite) -> Result<Option<Sequence>> {
+    if let Some(token) = &write.token {
+        revoke_live_tokens(db, &[token.account_id], None, token.created_at).await?;
+        match reset_tokens::Entity::insert(token_model(token.clone(), None)).exec_without_returning(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(Some(insert_event(db, write.event.clone()).await?))
+}
