@@ -7,8 +7,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pwreset::domain::email::Email;
 use pwreset::domain::password::{Password, PasswordPolicy};
-use pwreset::domain::token::{TokenDigester, TokenGenerator};
 use pwreset::domain::seal::Sealer;
+use pwreset::domain::token::{TokenDigester, TokenGenerator};
 
 fn tokens(c: &mut Criterion) {
     let generator = TokenGenerator::default();

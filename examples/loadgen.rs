@@ -4,6 +4,7 @@
 //! notifier would), drives one case at a fixed concurrency for a fixed time and prints
 //! requests/s, p50/p90/p99/p999 latency and errors by status code. It only ever
 //! targets loopback addresses.
+#![allow(clippy::disallowed_methods)] // a load generator measures wall time: the service's clock rule is not its.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};

@@ -19,6 +19,7 @@ use crate::domain::Core;
 use crate::domain::accounts::AccountService;
 use crate::domain::bus::EventBus;
 use crate::domain::cache::{self, TokenCache};
+use crate::domain::clock;
 use crate::domain::clock::SharedClock;
 use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
@@ -49,8 +50,8 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const MAX_PENDING_RESETS: usize = 20;
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
-pub const RESET_SERVICE_NAME: &str = "identity.passwordreset.v1.PasswordResetService";
-pub const ACCOUNT_SERVICE_NAME: &str = "identity.passwordreset.v1.AccountService";
+pub const RESET_SERVICE_NAME: &str = proto::password_reset_service_server::SERVICE_NAME;
+pub const ACCOUNT_SERVICE_NAME: &str = proto::account_service_server::SERVICE_NAME;
 /// Health service name for liveness: SERVING for as long as the process runs, draining
 /// included, unlike "" and the services, which follow the database and shutdown.
 pub const LIVENESS_SERVICE_NAME: &str = "liveness";
@@ -331,7 +332,7 @@ impl App {
         set_status(&health, &READINESS, ServingStatus::NotServing).await;
         if !self.server.drain_delay.is_zero() {
             info!(delay = ?self.server.drain_delay, "NOT_SERVING; draining before closing the listener");
-            tokio::time::sleep(self.server.drain_delay).await;
+            clock::pause(self.server.drain_delay).await;
         }
         self.shutdown.cancel();
         let _ = stop_tx.send(());
@@ -400,7 +401,7 @@ async fn readiness(store: Store, health: HealthReporter, every: Duration, draini
     let mut ready = true;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = clock::pause(every) => {}
             () = draining.cancelled() => return,
         }
         let answered = tokio::time::timeout(every.max(Duration::from_secs(1)), store.ping()).await;

@@ -1,5 +1,9 @@
 //! The only place that reads the wall clock. Expiry, rate windows and retention all
-//! read time through [`Clock`], so tests can move it with [`ManualClock`].
+//! read time through [`Clock`], so tests can move it with [`ManualClock`]. Measuring
+//! and pacing (metrics, backoff, poll intervals) use the runtime's monotonic timers
+//! through [`monotonic`], [`pause`] and [`pause_until`]. `clippy.toml` forbids reading
+//! time or sleeping anywhere else.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::{Arc, Mutex};
 
@@ -46,4 +50,19 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Monotonic time, for measuring durations and pacing: never domain time.
+pub fn monotonic() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
+/// Waits `duration` without blocking a thread (poll intervals, backoff, drain delays).
+pub async fn pause(duration: std::time::Duration) {
+    tokio::time::sleep(duration).await;
+}
+
+/// Waits until `deadline` without blocking a thread.
+pub async fn pause_until(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await;
 }

@@ -7,7 +7,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -97,7 +97,7 @@ impl Hasher {
     }
 
     fn submit(&self, job: Job) -> Result<()> {
-        match self.queue.try_send((job, Span::current(), Instant::now())) {
+        match self.queue.try_send((job, Span::current(), super::clock::monotonic())) {
             Ok(()) => {
                 metrics::gauge!("pwreset_hash_queue_depth").increment(1);
                 Ok(())

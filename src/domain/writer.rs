@@ -18,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Span, info, warn};
 use uuid::Uuid;
 
+use super::clock;
 use super::email::Email;
 use super::error::{Error, Result};
 use super::event::{EventKind, NewEvent};
@@ -83,12 +84,12 @@ fn fail_all(jobs: Vec<Job>, error: &Error) {
 /// answer time. Under load batches take longer than the floor and nothing waits. The
 /// writer goes on with the next batch meanwhile.
 fn answer(jobs: Vec<Job>, not_before: tokio::time::Instant) {
-    if tokio::time::Instant::now() >= not_before {
+    if clock::monotonic() >= not_before {
         jobs.into_iter().for_each(|job| job.finish(Ok(())));
         return;
     }
     tokio::spawn(async move {
-        tokio::time::sleep_until(not_before).await;
+        clock::pause_until(not_before).await;
         jobs.into_iter().for_each(|job| job.finish(Ok(())));
     });
 }
@@ -146,7 +147,7 @@ impl TokenWriter {
     /// Writes one batch, retrying transient failures, and answers its callers; returns
     /// the jobs to retry with a fresh token.
     async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
-        let started = tokio::time::Instant::now();
+        let started = clock::monotonic();
         let works = match self.with_retries(|| self.works(&jobs)).await {
             Ok(works) => works,
             Err(e) => {
@@ -225,15 +226,15 @@ impl TokenWriter {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let deadline = clock::monotonic() + RETRY_BUDGET;
         let mut delay = FIRST_RETRY;
         loop {
             match attempt().await {
-                Err(Error::Unavailable(e)) if tokio::time::Instant::now() + delay < deadline => {
+                Err(Error::Unavailable(e)) if clock::monotonic() + delay < deadline => {
                     metrics::counter!("pwreset_writer_retries_total").increment(1);
                     warn!(error = format!("{e:#}"), retry_in = ?delay, "token batch not written; retrying");
                     let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    clock::pause(delay + Duration::from_millis(jitter)).await;
                     delay = (delay * 2).min(LONGEST_RETRY);
                 }
                 result => return result,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::bus::EventBus;
 use crate::domain::cache::TokenCache;
+use crate::domain::clock;
 use crate::domain::clock::SharedClock;
 use crate::domain::event::{DomainEvent, Event, EventKind, Sequence, TokenCopy};
 use crate::domain::persistence::EventStore;
@@ -154,7 +155,7 @@ impl Inner {
                 Err(e) => {
                     tracing::warn!(error = %e, "event fetcher cannot read the outbox; retrying");
                     tokio::select! {
-                        () = tokio::time::sleep(self.poll_interval) => {}
+                        () = clock::pause(self.poll_interval) => {}
                         () = self.shutdown.cancelled() => return,
                     }
                 }
@@ -182,7 +183,7 @@ impl Inner {
             }
             tokio::select! {
                 changed = wake.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(self.poll_interval) => {}
+                () = clock::pause(self.poll_interval) => {}
                 () = self.shutdown.cancelled() => return,
             }
         }
@@ -200,7 +201,7 @@ impl Inner {
             if position < 0 {
                 // The fetcher has not started: wait for it without missing anything.
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                    () = clock::pause(Duration::from_millis(10)) => continue,
                     () = self.shutdown.cancelled() => return Ok(()),
                 }
             }

@@ -13,9 +13,7 @@ use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-const RESET_SERVICE: &str = "/identity.passwordreset.v1.PasswordResetService/";
-const ACCOUNT_SERVICE: &str = "/identity.passwordreset.v1.AccountService/";
-const SUBSCRIBE_EVENTS: &str = "/identity.passwordreset.v1.PasswordResetService/SubscribeEvents";
+use crate::proto::{account_service_server, password_reset_service_server};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -29,14 +27,12 @@ impl Role {
 
     /// The role an RPC path belongs to; `None` for health and reflection.
     pub fn for_path(path: &str) -> Option<Role> {
-        if path == SUBSCRIBE_EVENTS {
-            Some(Role::Events)
-        } else if path.starts_with(RESET_SERVICE) {
-            Some(Role::Reset)
-        } else if path.starts_with(ACCOUNT_SERVICE) {
-            Some(Role::Accounts)
-        } else {
-            None
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        match service {
+            password_reset_service_server::SERVICE_NAME if method == "SubscribeEvents" => Some(Role::Events),
+            password_reset_service_server::SERVICE_NAME => Some(Role::Reset),
+            account_service_server::SERVICE_NAME => Some(Role::Accounts),
+            _ => None,
         }
     }
 }
@@ -258,7 +254,10 @@ mod tests {
     #[test]
     fn maps_paths_to_roles() {
         assert_eq!(Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"), Some(Role::Reset));
-        assert_eq!(Role::for_path(SUBSCRIBE_EVENTS), Some(Role::Events));
+        assert_eq!(
+            Role::for_path("/identity.passwordreset.v1.PasswordResetService/SubscribeEvents"),
+            Some(Role::Events)
+        );
         assert_eq!(Role::for_path("/identity.passwordreset.v1.AccountService/SetActive"), Some(Role::Accounts));
         assert_eq!(Role::for_path("/grpc.health.v1.Health/Check"), None);
     }

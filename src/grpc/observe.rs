@@ -11,7 +11,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::HeaderValue;
 use tonic::Code;
@@ -23,12 +22,13 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// whatever paths callers invent.
 const UNKNOWN: &str = "unknown";
 
-/// Every served method as `(service, method)`: the contract's (from its descriptor
-/// set, so a new RPC is counted without a list to update), health and reflection.
-static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<(String, String)>> =
+/// Every served method as `(service, method)` with its gRPC type: the contract's and
+/// health's from their descriptor sets (so a new RPC is counted without a list to
+/// update), and reflection.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<(String, String), &'static str>> =
     std::sync::LazyLock::new(|| {
         use prost::Message;
-        let mut known = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
         for set in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
             let Ok(files) = prost_types::FileDescriptorSet::decode(set) else { continue };
             for file in files.file {
@@ -36,26 +36,33 @@ static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<(String, Str
                 for service in file.service {
                     let name = format!("{package}.{}", service.name.unwrap_or_default());
                     for method in service.method {
-                        known.insert((name.clone(), method.name.unwrap_or_default()));
+                        let kind = match (method.client_streaming(), method.server_streaming()) {
+                            (false, false) => "unary",
+                            (false, true) => "server_stream",
+                            (true, false) => "client_stream",
+                            (true, true) => "bidi_stream",
+                        };
+                        known.insert((name.clone(), method.name.unwrap_or_default()), kind);
                     }
                 }
             }
         }
         for version in ["v1", "v1alpha"] {
-            known.insert((format!("grpc.reflection.{version}.ServerReflection"), "ServerReflectionInfo".to_owned()));
+            let reflection = (format!("grpc.reflection.{version}.ServerReflection"), "ServerReflectionInfo".to_owned());
+            known.insert(reflection, "bidi_stream");
         }
         known
     });
 
-/// The (service, method) labels of a request path: its own for a served method,
-/// `unknown` for anything else.
-fn method_labels(path: &str) -> (String, String) {
-    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
-        Some((service, method)) if KNOWN_METHODS.contains(&(service.to_owned(), method.to_owned())) => {
-            (service.to_owned(), method.to_owned())
-        }
-        _ => (UNKNOWN.to_owned(), UNKNOWN.to_owned()),
+/// The (service, method, gRPC type) labels of a request path: its own for a served
+/// method, `unknown` for anything else.
+fn method_labels(path: &str) -> (String, String, &'static str) {
+    if let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/'))
+        && let Some(kind) = KNOWN_METHODS.get(&(service.to_owned(), method.to_owned()))
+    {
+        return (service.to_owned(), method.to_owned(), kind);
     }
+    (UNKNOWN.to_owned(), UNKNOWN.to_owned(), "unary")
 }
 const MAX_REQUEST_ID: usize = 128;
 
@@ -79,17 +86,6 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
-/// `unary`, `server_stream` or `bidi_stream`, from the method's path.
-fn grpc_type(path: &str) -> &'static str {
-    match path {
-        "/identity.passwordreset.v1.PasswordResetService/SubscribeEvents" | "/grpc.health.v1.Health/Watch" => {
-            "server_stream"
-        }
-        p if p.ends_with("/ServerReflectionInfo") => "bidi_stream",
-        _ => "unary",
     }
 }
 
@@ -162,10 +158,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let started = Instant::now();
+        let started = crate::domain::clock::monotonic();
         let path = request.uri().path().to_owned();
-        let (service, method) = method_labels(&path);
-        let kind = grpc_type(&path);
+        let (service, method, kind) = method_labels(&path);
         let id = request_id(request.headers());
         if let Ok(value) = HeaderValue::from_str(&id) {
             request.headers_mut().insert(REQUEST_ID, value);
@@ -262,15 +257,17 @@ mod tests {
     fn only_served_methods_get_their_own_labels() {
         assert_eq!(
             method_labels("/identity.passwordreset.v1.PasswordResetService/Confirm"),
-            ("identity.passwordreset.v1.PasswordResetService".to_owned(), "Confirm".to_owned())
+            ("identity.passwordreset.v1.PasswordResetService".to_owned(), "Confirm".to_owned(), "unary")
         );
+        assert_eq!(method_labels("/identity.passwordreset.v1.PasswordResetService/SubscribeEvents").2, "server_stream");
         assert_eq!(method_labels("/grpc.health.v1.Health/Watch").1, "Watch");
         assert_eq!(
             method_labels("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").1,
             "ServerReflectionInfo"
         );
         for junk in ["/junk1.Svc1/Method1", "/identity.passwordreset.v1.PasswordResetService/Nope", "/", "x"] {
-            assert_eq!(method_labels(junk), (UNKNOWN.to_owned(), UNKNOWN.to_owned()), "{junk}");
+            assert_eq!(method_labels(junk).0, UNKNOWN, "{junk}");
+            assert_eq!(method_labels(junk).1, UNKNOWN, "{junk}");
         }
     }
 
@@ -278,6 +275,5 @@ mod tests {
     fn names_codes_the_go_way() {
         assert_eq!(code_name(Code::Cancelled), "Canceled");
         assert_eq!(code_name(Code::Ok), "OK");
-        assert_eq!(grpc_type("/identity.passwordreset.v1.PasswordResetService/SubscribeEvents"), "server_stream");
     }
 }

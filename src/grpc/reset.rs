@@ -18,7 +18,7 @@ use crate::domain::{ClientInfo, Locale};
 use crate::events::subscription::EventFeed;
 use crate::proto::password_reset_service_server::PasswordResetService;
 use crate::proto::{
-    ConfirmRequest, ConfirmResponse, Event, RequestTokenRequest, RequestTokenResponse, SubscribeEventsRequest,
+    self, ConfirmRequest, ConfirmResponse, RequestTokenRequest, RequestTokenResponse, SubscribeEventsRequest,
     ValidateTokenRequest, ValidateTokenResponse,
 };
 
@@ -34,7 +34,7 @@ impl ResetGrpc {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl PasswordResetService for ResetGrpc {
@@ -71,7 +71,7 @@ impl PasswordResetService for ResetGrpc {
         self.client(&req);
         let after = req.into_inner().after_sequence.map(Sequence::from_wire).transpose()?;
         let events = self.feed.subscribe(after).await?;
-        let stream = ReceiverStream::new(events).map(|e| e.map(Event::from).map_err(Status::from));
+        let stream = ReceiverStream::new(events).map(|e| e.map(proto::Event::from).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 }

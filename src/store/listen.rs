@@ -67,7 +67,7 @@ pub async fn follow_commits(
             () = stop.cancelled() => return,
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = crate::domain::clock::pause(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
         }
     }

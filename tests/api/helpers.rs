@@ -227,7 +227,8 @@ pub fn app_is_postgres() -> bool {
 }
 
 /// Re-checks `condition` (itself a round trip to the server) until it holds, failing
-/// after 5 s (a bound on failure).
+/// after 5 s (a bound on failure). The deadline is the test's own, not the service's clock.
+#[allow(clippy::disallowed_methods)]
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
