@@ -187,61 +187,8 @@ impl App {
     /// Serves on an already bound listener until `shutdown` completes: health turns
     /// NOT_SERVING, streams end, in-flight calls get the grace period to finish.
     pub async fn serve_on(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let health = HealthReporter::new();
-        // Open Watch streams (what load balancers and sidecars hold) end at shutdown;
-        // tonic's graceful shutdown would otherwise wait on them for the whole grace.
-        let health_service = HealthServer::new(EndingHealth {
-            inner: tonic_health::server::HealthService::from_health_reporter(health.clone()),
-            stop: self.shutdown.clone(),
-        });
-        for name in READINESS.into_iter().chain([LIVENESS_SERVICE_NAME]) {
-            health.set_service_status(name, ServingStatus::Serving).await;
-        }
-        let draining = CancellationToken::new();
-        let readiness = tokio::spawn(readiness(
-            self.store.clone(),
-            health.clone(),
-            self.server.health_check_interval,
-            draining.clone(),
-        ));
-        if let Some(listener) = self.metrics_listener.take() {
-            let (feed, store) = (self.feed.clone(), self.store.clone());
-            let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-                let (subscribers, lag) = feed.lag();
-                metrics::gauge!("pwreset_event_subscribers").set(subscribers as f64);
-                metrics::gauge!("pwreset_outbox_lag").set(lag as f64);
-                let (open, in_use) = store.pool_use();
-                metrics::gauge!("pwreset_db_pool_connections", "state" => "open").set(f64::from(open));
-                metrics::gauge!("pwreset_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
-            });
-            tokio::spawn(crate::telemetry::serve_metrics(listener, refresh, self.shutdown.clone()));
-        }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building reflection v1")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .context("building reflection v1alpha")?;
-
-        let max = self.server.max_message_bytes;
-        let reset = PasswordResetServiceServer::new(ResetGrpc {
-            reset: Arc::clone(&self.reset),
-            feed: self.feed.clone(),
-            clients: self.clients.clone(),
-        })
-        .max_decoding_message_size(max);
-        let accounts = AccountServiceServer::new(AccountGrpc {
-            accounts: Arc::clone(&self.accounts),
-            clients: self.clients.clone(),
-        })
-        .max_decoding_message_size(max);
-
+        let health = Readiness::start(&self.store, &self.server, self.shutdown.clone()).await;
+        self.serve_metrics();
         let fetcher = self.feed.start().await;
         let sweeper = tokio::spawn(sweep(
             Arc::clone(&self.reset),
@@ -250,72 +197,24 @@ impl App {
             self.server.sweep_interval,
             self.shutdown.clone(),
         ));
+        self.follow_other_replicas().await;
 
-        if self.store.is_postgres() {
-            // Commits by other replicas wake this replica's subscribers at once, and their
-            // deactivations empty this replica's token cache for the account.
-            let (bus, cache) = (self.bus.clone(), Arc::clone(self.reset.cache()));
-            let (listening, ready) = tokio::sync::oneshot::channel();
-            let follow = crate::store::follow_commits(
-                self.database_url.as_str().to_owned(),
-                self.shutdown.clone(),
-                listening,
-                move |notice| match notice {
-                    Notice::Committed(sequence) => bus.published(sequence),
-                    Notice::Revoked(account_id) => cache.forget(account_id, None),
-                },
-            );
-            tokio::spawn(follow);
-            // Serve once LISTEN is in place, so no commit after start-up goes unannounced;
-            // if it cannot be set up, subscribers still poll.
-            if tokio::time::timeout(std::time::Duration::from_secs(5), ready).await.is_err() {
-                warn!("event notifications not available yet; subscribers fall back to polling");
-            }
-        }
-
-        // The builder's TCP settings only apply to listeners it binds itself: set them on
-        // this one explicitly (without TCP_NODELAY small replies wait ~40 ms for ACKs).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(TCP_KEEPALIVE));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut builder = Server::builder();
-        let mut keys = CallerKeys::new(self.server.caller_keys.clone());
-        if let Some(tls) = &self.server.tls {
-            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key));
-            if let Some(ca) = &tls.client_ca {
-                // Optional: callers without a certificate may still use a key.
-                config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
-                keys = keys.with_client_certificates(true);
-            }
-            builder = builder.tls_config(config).context("TLS configuration")?;
-        }
+        let (v1, v1alpha) = reflection()?;
+        let max = self.server.max_message_bytes;
+        let reset =
+            ResetGrpc { reset: Arc::clone(&self.reset), feed: self.feed.clone(), clients: self.clients.clone() };
+        let accounts = AccountGrpc { accounts: Arc::clone(&self.accounts), clients: self.clients.clone() };
+        let (builder, keys) = transport(&self.server)?;
         let server = builder
-            // Every unary call and the start of every stream must be done within this;
-            // a stream's body (SubscribeEvents) is not cut by it.
-            .timeout(REQUEST_TIMEOUT)
-            // Event subscribers hold a stream each; several share one connection.
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .http2_max_header_list_size(MAX_HEADER_LIST)
-            // Dead peers are found and their streams ended.
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .tcp_keepalive(Some(TCP_KEEPALIVE))
-            .tcp_nodelay(true)
-            // HTTP/2 rapid reset (CVE-2023-44487): a connection that opens and resets
-            // streams faster than they are served is closed.
-            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
-            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .layer(ObserveLayer)
             .layer(AuthLayer::new(keys))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(reset)
-            .add_service(accounts)
-            .serve_with_incoming_shutdown(incoming, async {
+            .add_service(health.service.clone())
+            .add_service(v1)
+            .add_service(v1alpha)
+            .add_service(PasswordResetServiceServer::new(reset).max_decoding_message_size(max))
+            .add_service(AccountServiceServer::new(accounts).max_decoding_message_size(max))
+            .serve_with_incoming_shutdown(incoming(listener), async {
                 let _ = stop_rx.await;
             });
         tokio::pin!(server);
@@ -326,14 +225,9 @@ impl App {
             }
             () = shutdown => {}
         }
+
         info!("shutting down");
-        draining.cancel();
-        let _ = readiness.await;
-        set_status(&health, &READINESS, ServingStatus::NotServing).await;
-        if !self.server.drain_delay.is_zero() {
-            info!(delay = ?self.server.drain_delay, "NOT_SERVING; draining before closing the listener");
-            clock::pause(self.server.drain_delay).await;
-        }
+        health.drain(self.server.drain_delay).await;
         self.shutdown.cancel();
         let _ = stop_tx.send(());
         // In-flight calls, then the token work they left behind, within one grace period.
@@ -355,6 +249,142 @@ impl App {
         info!("stopped");
         outcome
     }
+
+    /// `/metrics`, if configured, with the gauges read at each scrape.
+    fn serve_metrics(&mut self) {
+        let Some(listener) = self.metrics_listener.take() else { return };
+        let (feed, store) = (self.feed.clone(), self.store.clone());
+        let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let (subscribers, lag) = feed.lag();
+            metrics::gauge!("pwreset_event_subscribers").set(subscribers as f64);
+            metrics::gauge!("pwreset_outbox_lag").set(lag as f64);
+            let (open, in_use) = store.pool_use();
+            metrics::gauge!("pwreset_db_pool_connections", "state" => "open").set(f64::from(open));
+            metrics::gauge!("pwreset_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+        });
+        tokio::spawn(crate::telemetry::serve_metrics(listener, refresh, self.shutdown.clone()));
+    }
+
+    /// On PostgreSQL: commits by other replicas wake this replica's subscribers at once,
+    /// and their deactivations empty this replica's token cache for the account.
+    /// Returns once LISTEN is in place (so no commit after start-up goes unannounced),
+    /// or after 5 s without it (subscribers still poll).
+    async fn follow_other_replicas(&self) {
+        if !self.store.is_postgres() {
+            return;
+        }
+        let (bus, cache) = (self.bus.clone(), Arc::clone(self.reset.cache()));
+        let (listening, ready) = tokio::sync::oneshot::channel();
+        tokio::spawn(crate::store::follow_commits(
+            self.database_url.as_str().to_owned(),
+            self.shutdown.clone(),
+            listening,
+            move |notice| match notice {
+                Notice::Committed(sequence) => bus.published(sequence),
+                Notice::Revoked(account_id) => cache.forget(account_id, None),
+            },
+        ));
+        if tokio::time::timeout(Duration::from_secs(5), ready).await.is_err() {
+            warn!("event notifications not available yet; subscribers fall back to polling");
+        }
+    }
+}
+
+/// Health as load balancers see it: readiness following the database until draining
+/// starts, liveness for as long as the process runs.
+struct Readiness {
+    reporter: HealthReporter,
+    service: HealthServer<EndingHealth>,
+    draining: CancellationToken,
+    readiness: tokio::task::JoinHandle<()>,
+}
+
+impl Readiness {
+    async fn start(store: &Store, server: &ServerSettings, stop: CancellationToken) -> Readiness {
+        let reporter = HealthReporter::new();
+        // Open Watch streams (what load balancers and sidecars hold) end at shutdown;
+        // tonic's graceful shutdown would otherwise wait on them for the whole grace.
+        let service = HealthServer::new(EndingHealth {
+            inner: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+            stop,
+        });
+        for name in READINESS.into_iter().chain([LIVENESS_SERVICE_NAME]) {
+            reporter.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let draining = CancellationToken::new();
+        let readiness =
+            tokio::spawn(readiness(store.clone(), reporter.clone(), server.health_check_interval, draining.clone()));
+        Readiness { reporter, service, draining, readiness }
+    }
+
+    /// NOT_SERVING, then `delay` for load balancers and sidecars to stop routing here.
+    async fn drain(self, delay: Duration) {
+        self.draining.cancel();
+        let _ = self.readiness.await;
+        set_status(&self.reporter, &READINESS, ServingStatus::NotServing).await;
+        if !delay.is_zero() {
+            info!(?delay, "NOT_SERVING; draining before closing the listener");
+            clock::pause(delay).await;
+        }
+    }
+}
+
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only the latter), knowing the
+/// contract, health and the error detail types.
+fn reflection() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let configure = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = configure().build_v1().context("building reflection v1")?;
+    let v1alpha = configure().build_v1alpha().context("building reflection v1alpha")?;
+    Ok((v1, v1alpha))
+}
+
+/// The transport settings, chosen deliberately (the README explains each), TLS, and the
+/// caller keys (which accept client certificates when a client CA is set).
+fn transport(server: &ServerSettings) -> anyhow::Result<(Server, CallerKeys)> {
+    let mut builder = Server::builder();
+    let mut keys = CallerKeys::new(server.caller_keys.clone());
+    if let Some(tls) = &server.tls {
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            // Optional: callers without a certificate may still use a key.
+            config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
+            keys = keys.with_client_certificates(true);
+        }
+        builder = builder.tls_config(config).context("TLS configuration")?;
+    }
+    let builder = builder
+        // Every unary call and the start of every stream must be done within this;
+        // a stream's body (SubscribeEvents) is not cut by it.
+        .timeout(REQUEST_TIMEOUT)
+        // Event subscribers hold a stream each; several share one connection.
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        // Dead peers are found and their streams ended.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
+        .tcp_nodelay(true)
+        // HTTP/2 rapid reset (CVE-2023-44487): a connection that opens and resets
+        // streams faster than they are served is closed.
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
+    Ok((builder, keys))
+}
+
+/// The builder's TCP settings only apply to listeners it binds itself: set them on this
+/// one explicitly (without TCP_NODELAY small replies wait ~40 ms for ACKs).
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(TCP_KEEPALIVE))
 }
 
 /// The standard health service, whose `Watch` streams end when `stop` fires.
