@@ -25,7 +25,7 @@ const UNKNOWN: &str = "unknown";
 /// Every served method as `(service, method)` with its gRPC type: the contract's and
 /// health's from their descriptor sets (so a new RPC is counted without a list to
 /// update), and reflection.
-static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<(String, String), &'static str>> =
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<String, Labels>> =
     std::sync::LazyLock::new(|| {
         use prost::Message;
         let mut known = std::collections::HashMap::new();
@@ -42,28 +42,28 @@ static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<(String, Str
                             (true, false) => "client_stream",
                             (true, true) => "bidi_stream",
                         };
-                        known.insert((name.clone(), method.name.unwrap_or_default()), kind);
+                        let method = method.name.unwrap_or_default();
+                        known.insert(format!("/{name}/{method}"), (name.clone(), method, kind));
                     }
                 }
             }
         }
         for version in ["v1", "v1alpha"] {
-            let reflection = (format!("grpc.reflection.{version}.ServerReflection"), "ServerReflectionInfo".to_owned());
-            known.insert(reflection, "bidi_stream");
+            let service = format!("grpc.reflection.{version}.ServerReflection");
+            let path = format!("/{service}/ServerReflectionInfo");
+            known.insert(path, (service, "ServerReflectionInfo".to_owned(), "bidi_stream"));
         }
         known
     });
 
 /// The (service, method, gRPC type) labels of a request path: its own for a served
 /// method, `unknown` for anything else.
-fn method_labels(path: &str) -> (String, String, &'static str) {
-    if let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/'))
-        && let Some(kind) = KNOWN_METHODS.get(&(service.to_owned(), method.to_owned()))
-    {
-        return (service.to_owned(), method.to_owned(), kind);
-    }
-    (UNKNOWN.to_owned(), UNKNOWN.to_owned(), "unary")
+fn method_labels(path: &str) -> Labels {
+    KNOWN_METHODS.get(path).cloned().unwrap_or_else(|| (UNKNOWN.to_owned(), UNKNOWN.to_owned(), "unary"))
 }
+
+/// (service, method, gRPC type).
+type Labels = (String, String, &'static str);
 const MAX_REQUEST_ID: usize = 128;
 
 /// gRPC code names as the Go ecosystem (and so Prometheus dashboards) spell them.
