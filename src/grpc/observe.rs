@@ -25,36 +25,35 @@ const UNKNOWN: &str = "unknown";
 /// Every served method as `(service, method)` with its gRPC type: the contract's and
 /// health's from their descriptor sets (so a new RPC is counted without a list to
 /// update), and reflection.
-static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<String, Labels>> =
-    std::sync::LazyLock::new(|| {
-        use prost::Message;
-        let mut known = std::collections::HashMap::new();
-        for set in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
-            let Ok(files) = prost_types::FileDescriptorSet::decode(set) else { continue };
-            for file in files.file {
-                let package = file.package.unwrap_or_default();
-                for service in file.service {
-                    let name = format!("{package}.{}", service.name.unwrap_or_default());
-                    for method in service.method {
-                        let kind = match (method.client_streaming(), method.server_streaming()) {
-                            (false, false) => "unary",
-                            (false, true) => "server_stream",
-                            (true, false) => "client_stream",
-                            (true, true) => "bidi_stream",
-                        };
-                        let method = method.name.unwrap_or_default();
-                        known.insert(format!("/{name}/{method}"), (name.clone(), method, kind));
-                    }
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashMap<String, Labels>> = std::sync::LazyLock::new(|| {
+    use prost::Message;
+    let mut known = std::collections::HashMap::new();
+    for set in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        let Ok(files) = prost_types::FileDescriptorSet::decode(set) else { continue };
+        for file in files.file {
+            let package = file.package.unwrap_or_default();
+            for service in file.service {
+                let name = format!("{package}.{}", service.name.unwrap_or_default());
+                for method in service.method {
+                    let kind = match (method.client_streaming(), method.server_streaming()) {
+                        (false, false) => "unary",
+                        (false, true) => "server_stream",
+                        (true, false) => "client_stream",
+                        (true, true) => "bidi_stream",
+                    };
+                    let method = method.name.unwrap_or_default();
+                    known.insert(format!("/{name}/{method}"), (name.clone(), method, kind));
                 }
             }
         }
-        for version in ["v1", "v1alpha"] {
-            let service = format!("grpc.reflection.{version}.ServerReflection");
-            let path = format!("/{service}/ServerReflectionInfo");
-            known.insert(path, (service, "ServerReflectionInfo".to_owned(), "bidi_stream"));
-        }
-        known
-    });
+    }
+    for version in ["v1", "v1alpha"] {
+        let service = format!("grpc.reflection.{version}.ServerReflection");
+        let path = format!("/{service}/ServerReflectionInfo");
+        known.insert(path, (service, "ServerReflectionInfo".to_owned(), "bidi_stream"));
+    }
+    known
+});
 
 /// The (service, method, gRPC type) labels of a request path: its own for a served
 /// method, `unknown` for anything else.
