@@ -44,7 +44,6 @@ const MAX_CONCURRENT_STREAMS: u32 = 1024;
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const MAX_PENDING_RESETS: usize = 20;
@@ -370,7 +369,7 @@ fn transport(server: &ServerSettings) -> anyhow::Result<(Server, CallerKeys)> {
         .initial_connection_window_size(CONNECTION_WINDOW)
         .http2_max_header_list_size(MAX_HEADER_LIST)
         // Dead peers are found and their streams ended.
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_interval(Some(server.keepalive_interval))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(TCP_KEEPALIVE))
         .tcp_nodelay(true)

@@ -295,6 +295,11 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub health_check_interval: std::time::Duration,
 
+    /// How often HTTP/2 keep-alive pings go to each client connection: dead peers are
+    /// found, and a proxy in front sees traffic on idle event streams.
+    #[arg(long, env = "PWRESET_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub http2_keepalive_interval: std::time::Duration,
+
     /// How long in-flight calls get to finish at shutdown.
     #[arg(long, env = "PWRESET_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_grace: std::time::Duration,

@@ -51,6 +51,8 @@ pub struct ServerSettings {
     pub metrics_listen: Option<SocketAddr>,
     pub drain_delay: Duration,
     pub health_check_interval: Duration,
+    /// HTTP/2 keep-alive pings to clients (and to a proxy in front).
+    pub keepalive_interval: Duration,
     pub tls: Option<TlsSettings>,
 }
 
@@ -274,6 +276,7 @@ impl TryFrom<&Settings> for Config {
                 metrics_listen: s.metrics_listen,
                 drain_delay: s.drain_delay,
                 health_check_interval: s.health_check_interval.max(Duration::from_millis(100)),
+                keepalive_interval: s.http2_keepalive_interval.max(Duration::from_millis(100)),
                 tls,
             },
         })
@@ -314,6 +317,7 @@ impl Config {
                 metrics_listen: None,
                 drain_delay: Duration::ZERO,
                 health_check_interval: Duration::from_millis(100),
+                keepalive_interval: Duration::from_secs(30),
                 tls: None,
             },
         }

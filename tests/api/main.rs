@@ -12,6 +12,7 @@ mod events;
 mod hardening;
 mod helpers;
 mod operate;
+mod proxy;
 mod reset;
 mod server;
 mod store;

@@ -5,31 +5,35 @@ use pwreset::config::TlsSettings;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{CreateAccountRequest, ValidateTokenRequest};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::helpers::*;
 
-struct Ca {
+pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names for the CA and its leaves: OpenSSL (nginx) takes a leaf whose
+        // issuer equals its subject for self-signed.
+        params.distinguished_name.push(DnType::CommonName, "pwreset test CA");
         Ca { issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap() }
     }
 
-    fn pem(&self) -> String {
+    pub fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// (certificate PEM, key PEM) for the given DNS names.
-    fn issue(&self, names: &[&str]) -> (String, String) {
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("pwreset test leaf"));
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
