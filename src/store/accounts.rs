@@ -29,7 +29,7 @@ impl AccountStore for Store {
             password_changed_at: Set(None),
         };
         let _turn = self.write_turn().await;
-        match accounts::Entity::insert(model).exec_with_returning(&self.db).await {
+        match accounts::Entity::insert(model).exec_with_returning(&self.writer).await {
             Ok(row) => Ok(to_account(&row)),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::AccountExists),
             Err(e) => Err(classify(e)),
@@ -64,7 +64,7 @@ impl AccountStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
         let _turn = self.write_turn().await;
-        let txn = self.db.begin().await.db()?;
+        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
         outbox_lock(&txn).await?;
         let updated = accounts::Entity::update_many()
@@ -100,7 +100,7 @@ impl AccountStore for Store {
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))
             .filter(accounts::Column::Id.eq(id.uuid()))
             .filter(accounts::Column::PasswordHash.eq(old_hash))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await
             .db()?;
         Ok(())

@@ -48,7 +48,7 @@ impl Store {
     /// One attempt of [`write_batch`](Self::write_batch); `None` when the set-based
     /// insert met a taken digest (and everything was rolled back).
     async fn write_outbox_once(&self, writes: &[OutboxWrite], caps_on: bool, each: bool) -> Result<Option<Written>> {
-        let txn = self.db.begin().await.db()?;
+        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
         // Serialising with other replicas' writers before counting means two racing
         // requests for one account cannot both pass the cap, and no deactivation can

@@ -87,6 +87,10 @@ impl<T> Classify<T> for std::result::Result<T, DbErr> {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where write transactions run: on SQLite a pool of one connection of its own
+    /// (SQLite has one writer anyway), whose page cache no other writer invalidates, so
+    /// a batch does not re-read its pages from the file; on PostgreSQL the pool itself.
+    writer: DatabaseConnection,
     /// Queues this process's SQLite write transactions (SQLite has one writer): without
     /// it they collide on the file lock, and SQLite's busy handler makes the losers
     /// sleep in steps of up to 100 ms rather than start when the lock is free.
@@ -114,8 +118,14 @@ impl Store {
             options
                 .map_sqlx_sqlite_opts(|o| o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full));
         }
-        let db = Database::connect(options).await.with_context(|| "connecting to the database")?;
-        Ok(Self { db, sqlite_writer: Arc::default() })
+        let db = Database::connect(options.clone()).await.with_context(|| "connecting to the database")?;
+        let writer = if db.get_database_backend() == DatabaseBackend::Sqlite && !url.contains(":memory:") {
+            options.max_connections(1).min_connections(1);
+            Database::connect(options).await.with_context(|| "connecting to the database (writer)")?
+        } else {
+            db.clone()
+        };
+        Ok(Self { db, writer, sqlite_writer: Arc::default() })
     }
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
@@ -154,6 +164,10 @@ impl Store {
     }
 
     pub async fn close(self) -> anyhow::Result<()> {
+        if self.is_postgres() {
+            return self.db.close().await.context("closing the database");
+        }
+        self.writer.close().await.context("closing the database (writer)")?;
         self.db.close().await.context("closing the database")
     }
 

@@ -55,7 +55,7 @@ impl EventStore for Store {
     async fn purge(&self, now: DateTime<Utc>) -> Result<PurgeCounts> {
         let now = millis(now);
         let _turn = self.write_turn().await;
-        let txn = self.db.begin().await.db()?;
+        let txn = self.writer.begin().await.db()?;
         outbox_lock(&txn).await?;
         let sealed = events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))

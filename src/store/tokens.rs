@@ -49,7 +49,7 @@ impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn discard_token(&self, id: Uuid) -> Result<()> {
         let _turn = self.write_turn().await;
-        let txn = self.db.begin().await.db()?;
+        let txn = self.writer.begin().await.db()?;
         outbox_lock(&txn).await?;
         reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
         events::Entity::update_many()
@@ -65,7 +65,7 @@ impl TokenStore for Store {
     async fn confirm(&self, c: Confirmation, event: NewEvent) -> Result<Sequence> {
         let now = millis(c.now);
         let _turn = self.write_turn().await;
-        let txn = self.db.begin().await.db()?;
+        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
         outbox_lock(&txn).await?;
         let changed = accounts::Entity::update_many()
