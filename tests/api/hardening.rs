@@ -357,3 +357,20 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
         assert!(created.contains(email), "{email} was answered OK but has no TokenCreated");
     }
 }
+
+#[tokio::test]
+async fn failure_counts_older_than_the_lockout_are_forgotten() {
+    use pwreset::domain::persistence::{AttemptStore, Reservation};
+    let app = TestApp::spawn().await;
+    let store = pwreset::store::Store::connect(app.db.url(), 2).await.unwrap();
+    let now = app.clock_now();
+    let lockout = chrono::Duration::minutes(15);
+    for digest in [[1u8; 32], [2u8; 32]] {
+        assert_eq!(store.reserve_attempt(&digest, 3, now - lockout, now).await.unwrap(), Reservation::Granted);
+    }
+    assert_eq!(store.tracked_attempts().await.unwrap(), 2);
+    assert_eq!(store.forget_attempts(now - lockout).await.unwrap(), 0, "still inside the lockout window");
+    let later = now + lockout;
+    assert_eq!(store.forget_attempts(later - lockout).await.unwrap(), 2);
+    assert_eq!(store.tracked_attempts().await.unwrap(), 0);
+}
