@@ -11,6 +11,9 @@ use rand::TryRng;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::AccountId;
+use super::event::EventKind;
+
 const NONCE_LEN: usize = 24;
 /// Set in the stored key id of values sealed with [`seal_context`]. Values without it
 /// were sealed (before this format) with the token id alone and open only that way;
@@ -21,12 +24,12 @@ const KEY_ID_MASK: i64 = 0xFFFF_FFFF;
 const CONTEXT_LABEL: &[u8] = b"pwreset-seal-v2\0";
 
 /// The associated data of a sealed token: what the event says and to whom it goes.
-pub fn seal_context(kind: i16, token_id: Uuid, account_id: Uuid, email: &str) -> Vec<u8> {
+pub fn seal_context(kind: EventKind, token_id: Uuid, account_id: AccountId, email: &str) -> Vec<u8> {
     let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + email.len());
     context.extend_from_slice(CONTEXT_LABEL);
-    context.extend_from_slice(&kind.to_be_bytes());
+    context.extend_from_slice(&kind.code().to_be_bytes());
     context.extend_from_slice(token_id.as_bytes());
-    context.extend_from_slice(account_id.as_bytes());
+    context.extend_from_slice(account_id.uuid().as_bytes());
     // Last, so the fixed-length fields before it keep the encoding unambiguous.
     context.extend_from_slice(email.as_bytes());
     context
@@ -85,9 +88,9 @@ impl Sealer {
     pub fn open_event(
         &self,
         sealed: &SealedToken,
-        kind: i16,
+        kind: EventKind,
         token_id: Uuid,
-        account_id: Uuid,
+        account_id: AccountId,
         email: &str,
     ) -> Option<String> {
         if sealed.key_id & BOUND_TO_EVENT != 0 {
@@ -135,17 +138,40 @@ mod tests {
     #[test]
     fn an_event_opens_only_with_its_own_recipient_and_kind() -> anyhow::Result<()> {
         let sealer = Sealer::new([9; 32]);
-        let (token, account) = (Uuid::now_v7(), Uuid::now_v7());
-        let sealed = sealer.seal("the-raw-token", &seal_context(1, token, account, "ada@example.com"))?;
-        assert_eq!(sealer.open_event(&sealed, 1, token, account, "ada@example.com").as_deref(), Some("the-raw-token"));
-        assert_eq!(sealer.open_event(&sealed, 1, token, account, "eve@example.com"), None, "recipient edited");
-        assert_eq!(sealer.open_event(&sealed, 1, token, Uuid::now_v7(), "ada@example.com"), None, "account edited");
-        assert_eq!(sealer.open_event(&sealed, 2, token, account, "ada@example.com"), None, "kind edited");
+        let (token, account) = (Uuid::now_v7(), AccountId::generate());
+        let sealed =
+            sealer.seal("the-raw-token", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com"))?;
+        assert_eq!(
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com").as_deref(),
+            Some("the-raw-token")
+        );
+        assert_eq!(
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "eve@example.com"),
+            None,
+            "recipient edited"
+        );
+        assert_eq!(
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, AccountId::generate(), "ada@example.com"),
+            None,
+            "account edited"
+        );
+        assert_eq!(
+            sealer.open_event(&sealed, EventKind::PasswordChanged, token, account, "ada@example.com"),
+            None,
+            "kind edited"
+        );
         let downgraded = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealed.clone() };
-        assert_eq!(sealer.open_event(&downgraded, 1, token, account, "eve@example.com"), None, "flag cleared");
+        assert_eq!(
+            sealer.open_event(&downgraded, EventKind::TokenCreated, token, account, "eve@example.com"),
+            None,
+            "flag cleared"
+        );
         // A value sealed before the full context (token id only) still opens.
         let legacy = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealer.seal("old", token.as_bytes())? };
-        assert_eq!(sealer.open_event(&legacy, 1, token, account, "ada@example.com").as_deref(), Some("old"));
+        assert_eq!(
+            sealer.open_event(&legacy, EventKind::TokenCreated, token, account, "ada@example.com").as_deref(),
+            Some("old")
+        );
         Ok(())
     }
 

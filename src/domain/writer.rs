@@ -25,8 +25,7 @@ use super::event::{EventKind, NewEvent};
 use super::limits::Rate;
 use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
 use super::seal::{Sealer, seal_context};
-use super::token::TokenPolicy;
-use super::token::{NewToken, TokenRecord};
+use super::token::{NewToken, TokenPolicy, TokenRecord};
 use super::{Account, AccountId, ClientInfo, Core, Locale};
 
 /// Most requests written in one transaction.
@@ -188,7 +187,7 @@ impl TokenWriter {
         let mut retry = Vec::new();
         let mut answered = Vec::with_capacity(jobs.len());
         for ((job, work), slot) in jobs.into_iter().zip(works).zip(slots) {
-            let outcome = match (&work, slot.map(|i| written.outcomes[i])) {
+            let outcome = match (&work, slot.and_then(|i| written.outcomes.get(i).copied())) {
                 (_, Some(Inserted::DigestTaken)) => {
                     retry.push(job);
                     continue;
@@ -275,8 +274,7 @@ impl TokenWriter {
                     client_ip: client.ip_string(),
                     user_agent: client.user_agent.clone(),
                 };
-                let context =
-                    seal_context(EventKind::TokenCreated.code(), id, account.id.uuid(), account.email.as_str());
+                let context = seal_context(EventKind::TokenCreated, id, account.id, account.email.as_str());
                 let sealed = self.sealer.seal(token.expose(), &context)?;
                 let event = NewEvent::token_created(
                     now,

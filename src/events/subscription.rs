@@ -282,13 +282,7 @@ impl Inner {
             let live = *expires_at > self.clock.now();
             *token = match std::mem::replace(token, TokenCopy::Gone) {
                 TokenCopy::Sealed(sealed) if live => {
-                    match self.sealer.open_event(
-                        &sealed,
-                        EventKind::TokenCreated.code(),
-                        *token_id,
-                        account_id.uuid(),
-                        email,
-                    ) {
+                    match self.sealer.open_event(&sealed, EventKind::TokenCreated, *token_id, *account_id, email) {
                         Some(raw) => TokenCopy::Raw(raw),
                         None => {
                             // Tampered with, or sealed under a key no longer configured.

@@ -147,36 +147,32 @@ async fn apply_caps<C: ConnectionTrait>(
                 CapKey::Account(_) => None,
             })
             .collect();
-        {
-            let recent: Vec<(uuid::Uuid, i64)> = events::Entity::find()
-                .select_only()
-                .column(events::Column::AccountId)
-                .column_as(events::Column::Sequence.count(), "recent")
-                .filter(events::Column::AccountId.is_in(accounts.into_iter().map(AccountId::uuid)))
-                .filter(events::Column::Kind.eq(EventKind::TokenCreated.code()))
-                .filter(events::Column::OccurredAt.gt(since))
-                .group_by(events::Column::AccountId)
-                .into_tuple()
-                .all(db)
-                .await
-                .db()?;
-            remaining.extend(recent.into_iter().map(|(id, n)| (CapKey::Account(AccountId::from_uuid(id)), n)));
-        }
-        {
-            let recent: Vec<(String, i64)> = events::Entity::find()
-                .select_only()
-                .column(events::Column::Email)
-                .column_as(events::Column::Sequence.count(), "recent")
-                .filter(events::Column::Email.is_in(emails))
-                .filter(events::Column::Kind.eq(EventKind::ResetRequestedForUnknownEmail.code()))
-                .filter(events::Column::OccurredAt.gt(since))
-                .group_by(events::Column::Email)
-                .into_tuple()
-                .all(db)
-                .await
-                .db()?;
-            remaining.extend(recent.into_iter().map(|(email, n)| (CapKey::UnknownEmail(email), n)));
-        }
+        let recent: Vec<(uuid::Uuid, i64)> = events::Entity::find()
+            .select_only()
+            .column(events::Column::AccountId)
+            .column_as(events::Column::Sequence.count(), "recent")
+            .filter(events::Column::AccountId.is_in(accounts.into_iter().map(AccountId::uuid)))
+            .filter(events::Column::Kind.eq(EventKind::TokenCreated.code()))
+            .filter(events::Column::OccurredAt.gt(since))
+            .group_by(events::Column::AccountId)
+            .into_tuple()
+            .all(db)
+            .await
+            .db()?;
+        remaining.extend(recent.into_iter().map(|(id, n)| (CapKey::Account(AccountId::from_uuid(id)), n)));
+        let recent: Vec<(String, i64)> = events::Entity::find()
+            .select_only()
+            .column(events::Column::Email)
+            .column_as(events::Column::Sequence.count(), "recent")
+            .filter(events::Column::Email.is_in(emails))
+            .filter(events::Column::Kind.eq(EventKind::ResetRequestedForUnknownEmail.code()))
+            .filter(events::Column::OccurredAt.gt(since))
+            .group_by(events::Column::Email)
+            .into_tuple()
+            .all(db)
+            .await
+            .db()?;
+        remaining.extend(recent.into_iter().map(|(email, n)| (CapKey::UnknownEmail(email), n)));
     }
     Ok(writes
         .iter()
