@@ -41,6 +41,7 @@ async fn main() -> Result<()> {
         .create_account(CreateAccountRequest {
             email: email.clone(),
             password: Some("correct horse battery staple orbit".into()),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -247,7 +247,10 @@ async fn seed(ch: &Channel, n: usize, with_password: bool) -> Vec<String> {
             let mut client = AccountServiceClient::new(ch);
             for email in chunk {
                 let password = with_password.then(|| PASSWORD.to_owned());
-                client.create_account(CreateAccountRequest { email, password }).await.expect("seed account");
+                client
+                    .create_account(CreateAccountRequest { email, password, ..Default::default() })
+                    .await
+                    .expect("seed account");
             }
         });
     }

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ServerSettings};
 use crate::domain::Core;
-use crate::domain::accounts::AccountService;
+use crate::domain::accounts::{AccountService, AccountSettings};
 use crate::domain::bus::EventBus;
 use crate::domain::cache::{self, TokenCache};
 use crate::domain::clock;
@@ -24,6 +24,7 @@ use crate::domain::clock::SharedClock;
 use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
 use crate::domain::limits::Limits;
+use crate::domain::mint::Minter;
 use crate::domain::persistence::{Db, PurgeCounts};
 use crate::domain::reset::{ResetService, ResetSettings};
 use crate::domain::seal::Sealer;
@@ -120,10 +121,13 @@ impl App {
             config.events.broadcast_capacity,
             shutdown.clone(),
         );
+        let minter =
+            Minter::new(config.tokens.generator.clone(), core.digester.clone(), sealer, config.events.retention);
         let accounts = Arc::new(AccountService::new(
             core.clone(),
             Arc::clone(&hasher),
-            config.passwords.clone(),
+            minter.clone(),
+            AccountSettings { passwords: config.passwords.clone(), tokens: config.tokens.clone() },
             Arc::clone(&limits),
             Arc::clone(&guard),
         ));
@@ -132,7 +136,7 @@ impl App {
             hasher,
             Arc::clone(&limits),
             Arc::clone(&guard),
-            sealer,
+            minter,
             ResetSettings {
                 tokens: config.tokens,
                 passwords: config.passwords,

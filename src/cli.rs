@@ -94,6 +94,14 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_TOKEN_TTL", default_value = "30m", value_parser = humantime::parse_duration, global = true)]
     pub token_ttl: std::time::Duration,
 
+    /// How long an account-setup (invitation) token stays live.
+    #[arg(long, env = "PWRESET_SETUP_TOKEN_TTL", default_value = "7d", value_parser = humantime::parse_duration, global = true)]
+    pub setup_token_ttl: std::time::Duration,
+
+    /// The longest lifetime a caller of IssueToken may ask for (its `ttl`).
+    #[arg(long, env = "PWRESET_MAX_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
+    pub max_token_ttl: std::time::Duration,
+
     /// How long this replica trusts a cached live token for ValidateToken and Confirm's
     /// look-up before reading it again (0 turns the cache off). Changes made anywhere
     /// reach the cache through events and NOTIFY long before; this bounds what is missed.

@@ -178,6 +178,12 @@ impl TryFrom<&Settings> for Config {
         if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600) {
             bail!("--token-ttl must be between 1m and 7d");
         }
+        if s.max_token_ttl < Duration::from_secs(60) || s.max_token_ttl > Duration::from_secs(365 * 24 * 3600) {
+            bail!("--max-token-ttl must be between 1m and 365d");
+        }
+        if s.setup_token_ttl < Duration::from_secs(60) || s.setup_token_ttl > s.max_token_ttl {
+            bail!("--setup-token-ttl must be between 1m and --max-token-ttl");
+        }
         if s.token_cache_ttl > Duration::from_secs(60) {
             bail!("--token-cache-ttl must be at most 1m");
         }
@@ -244,6 +250,8 @@ impl TryFrom<&Settings> for Config {
             tokens: TokenPolicy {
                 generator,
                 ttl: s.token_ttl,
+                setup_ttl: s.setup_token_ttl,
+                max_ttl: s.max_token_ttl,
                 cache_ttl: s.token_cache_ttl,
                 allow_without_usable_password: s.allow_reset_without_password,
             },

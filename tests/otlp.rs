@@ -74,7 +74,8 @@ async fn rpc_spans_reach_the_collector_in_the_callers_trace() {
     let address = address_rx.recv_timeout(Duration::from_secs(15)).expect("server announced its address");
 
     let mut client = AccountServiceClient::connect(format!("http://{address}")).await.unwrap();
-    let mut request = Request::new(CreateAccountRequest { email: "ada@example.com".into(), password: None });
+    let mut request =
+        Request::new(CreateAccountRequest { email: "ada@example.com".into(), password: None, ..Default::default() });
     request.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse().unwrap());
     client.create_account(request).await.unwrap();
 

@@ -1,50 +1,129 @@
-//! The credential store: creating accounts, checking passwords in comparable time for
-//! every kind of failure, and switching accounts on and off.
+//! The credential store: creating accounts (with an invitation), checking and changing
+//! passwords in comparable time for every kind of failure, issuing and revoking tokens
+//! for a backend, and switching accounts on and off.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::info;
 
 use super::email::Email;
 use super::error::{Error, Result};
+use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
 use super::limits::{Limits, Rpc};
+use super::mint::Minter;
 use super::password::{NormalisedPassword, Password, PasswordPolicy};
-use super::persistence::NewAccount;
-use super::{Account, AccountId, ClientInfo, Core};
+use super::persistence::{AccountRecord, Issue, NewAccount, PasswordChange};
+use super::token::{RawToken, TokenPolicy, TokenPurpose};
+use super::{Account, AccountId, ClientInfo, Core, Locale};
 
 pub struct AccountService {
     core: Core,
     hasher: Arc<Hasher>,
-    passwords: PasswordPolicy,
+    minter: Minter,
+    settings: AccountSettings,
     limits: Arc<Limits>,
     guard: Arc<FailureGuard>,
+}
+
+/// The settings the account operations own.
+pub struct AccountSettings {
+    pub passwords: PasswordPolicy,
+    pub tokens: TokenPolicy,
+}
+
+/// How an issued token reaches its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// In a `TokenCreated` event, for the notifier.
+    Event(Locale),
+    /// To the caller, once: no event, no sealed copy.
+    Return,
+}
+
+/// What `IssueToken` asks for.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub account_id: AccountId,
+    pub purpose: TokenPurpose,
+    /// `None`: the purpose's default lifetime.
+    pub ttl: Option<Duration>,
+    pub delivery: Delivery,
+}
+
+/// What `IssueToken` answers.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// Only for [`Delivery::Return`].
+    pub token: Option<RawToken>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How `GetAccount` names the account.
+#[derive(Debug, Clone)]
+pub enum AccountKey {
+    Id(AccountId),
+    Email(Email),
 }
 
 impl AccountService {
     pub fn new(
         core: Core,
         hasher: Arc<Hasher>,
-        passwords: PasswordPolicy,
+        minter: Minter,
+        settings: AccountSettings,
         limits: Arc<Limits>,
         guard: Arc<FailureGuard>,
     ) -> Self {
-        AccountService { core, hasher, passwords, limits, guard }
+        AccountService { core, hasher, minter, settings, limits, guard }
     }
 
-    /// Creates an active account; without a password it has no usable password.
-    pub async fn create_account(&self, email: Email, password: Option<Password>) -> Result<Account> {
+    /// Creates an active account; without a password it has no usable password, and
+    /// with `setup` (its locale) it gets its account-setup token and `TokenCreated`
+    /// event in the same transaction.
+    pub async fn create_account(
+        &self,
+        email: Email,
+        password: Option<Password>,
+        setup: Option<Locale>,
+        client: &ClientInfo,
+    ) -> Result<Account> {
+        if setup.is_some() && password.is_some() {
+            return Err(Error::invalid("send_setup_token", "only for an account created without a password"));
+        }
         let password_hash = match password {
             Some(password) => {
-                let password = self.passwords.check(&password, &email, "password")?;
+                let password = self.settings.passwords.check(&password, &email, "password")?;
                 Some(self.hasher.hash(password).await?)
             }
             None => None,
         };
-        let new = NewAccount { id: AccountId::generate(), email, password_hash, created_at: self.core.clock.now() };
-        let account = self.core.store.create_account(new).await?;
-        info!(account_id = %account.id, "account created");
+        let now = self.core.clock.now();
+        let account = Account {
+            id: AccountId::generate(),
+            email,
+            active: true,
+            has_usable_password: password_hash.is_some(),
+            created_at: now,
+            password_changed_at: None,
+        };
+        let setup = match setup {
+            Some(locale) => {
+                let ttl = self.settings.tokens.setup_ttl;
+                let (raw, token) = self.minter.mint(&account, TokenPurpose::AccountSetup, now, ttl, client)?;
+                let event = self.minter.announce(&account, &token, &raw, &locale)?;
+                Some(Issue { token, event: Some(event) })
+            }
+            None => None,
+        };
+        let new = NewAccount { id: account.id, email: account.email, password_hash, created_at: now };
+        let (account, sequence) = self.core.store.create_account(new, setup).await?;
+        if let Some(sequence) = sequence {
+            self.core.bus.published(sequence);
+        }
+        info!(account_id = %account.id, setup_token = sequence.is_some(), "account created");
         Ok(account)
     }
 
@@ -59,8 +138,23 @@ impl AccountService {
     ) -> Result<Option<AccountId>> {
         self.limits.check(Rpc::VerifyPassword, client)?;
         let password = password.normalised()?;
-        let attempt = self.guard.reserve(&email).await?;
-        let valid = match self.check_password(&email, password).await {
+        let record = self.core.store.account_by_email(&email).await?;
+        let valid = self.check_under_lockout(&email, record, password).await?;
+        info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
+        Ok(valid.map(|(id, _)| id))
+    }
+
+    /// Counts the attempt against the address's lockout, then checks `password` against
+    /// `record` (the argon2 work is the same whatever is missing); the account and the
+    /// hash that matched, if it did.
+    async fn check_under_lockout(
+        &self,
+        email: &Email,
+        record: Option<AccountRecord>,
+        password: NormalisedPassword,
+    ) -> Result<Option<(AccountId, String)>> {
+        let attempt = self.guard.reserve(email).await?;
+        let valid = match self.check_password(record, password).await {
             Ok(valid) => valid,
             Err(e) => {
                 self.guard.release(attempt).await;
@@ -68,13 +162,16 @@ impl AccountService {
             }
         };
         self.guard.settle(attempt, valid.is_some()).await?;
-        info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
         Ok(valid)
     }
 
-    /// The check behind `verify_password`, once its attempt is counted.
-    async fn check_password(&self, email: &Email, password: NormalisedPassword) -> Result<Option<AccountId>> {
-        let record = self.core.store.account_by_email(email).await?;
+    /// The check behind `verify_password` and `change_password`, once its attempt is
+    /// counted: the account and its (possibly upgraded) hash when the password is right.
+    async fn check_password(
+        &self,
+        record: Option<AccountRecord>,
+        password: NormalisedPassword,
+    ) -> Result<Option<(AccountId, String)>> {
         let candidate = record.and_then(|r| match (r.account.active, r.password_hash) {
             (true, Some(hash)) => Some((r.account.id, hash)),
             _ => None,
@@ -82,13 +179,109 @@ impl AccountService {
         let verified = self.hasher.verify(password, candidate.as_ref().map(|(_, h)| h.as_str())).await?;
         Ok(match (verified, candidate) {
             (Verified::No, _) | (_, None) => None,
-            (Verified::Yes, Some((id, _))) => Some(id),
+            (Verified::Yes, Some(found)) => Some(found),
             (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
-                self.core.store.upgrade_password_hash(id, &old_hash, new_hash, self.core.clock.now()).await?;
+                self.core.store.upgrade_password_hash(id, &old_hash, new_hash.clone(), self.core.clock.now()).await?;
                 info!(account_id = %id, "password hash upgraded to current parameters");
-                Some(id)
+                Some((id, new_hash))
             }
         })
+    }
+
+    /// A signed-in user's password change: the current password is checked like
+    /// `VerifyPassword` (same limits, same lockout, the same argon2 work for an unknown
+    /// or inactive account, or one without a password), then the new one against the
+    /// policy. Revokes every live token of the account.
+    pub async fn change_password(
+        &self,
+        id: AccountId,
+        current: Password,
+        new: Password,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        self.limits.check(Rpc::VerifyPassword, client)?;
+        let current_normalised = current.normalised_for("current_password")?;
+        let record = self.core.store.account_by_id(id).await?;
+        let found = record.as_ref().map(|r| r.account.clone());
+        let checked = match &found {
+            Some(account) => self.check_under_lockout(&account.email, record, current_normalised).await?,
+            // Unknown: no address to lock, but the same argon2 work.
+            None => self.check_password(None, current_normalised).await?,
+        };
+        let (account, old_hash) = match (found, checked) {
+            (None, _) => return Err(Error::AccountNotFound),
+            (Some(account), _) if !account.active => return Err(Error::AccountInactive),
+            (Some(_), None) => return Err(Error::IncorrectPassword { field: "current_password" }),
+            (Some(account), Some((_, hash))) => (account, hash),
+        };
+        let new_normalised = self.settings.passwords.check(&new, &account.email, "new_password")?;
+        if new_normalised.same_as(&current.normalised_for("current_password")?) {
+            return Err(Error::policy("new_password", "same_as_current", "must differ from the current password"));
+        }
+        let new_hash = self.hasher.hash(new_normalised).await?;
+        let now = self.core.clock.now();
+        let reason = PasswordChangeReason::Change;
+        let event = NewEvent::password_changed(now, self.minter.event_retention(), &account, client, reason);
+        let change = PasswordChange { account_id: id, old_hash, new_hash, now };
+        let result = self.core.store.change_password(change, event).await;
+        self.core.cache.forget(id, None);
+        self.core.bus.published(result?);
+        info!(account_id = %id, client_ip = %client.ip_string(), "password changed by its owner");
+        Ok(())
+    }
+
+    /// Issues a token for an account (`IssueToken`). `caller` names who asked, for the
+    /// audit line (never the token).
+    pub async fn issue_token(&self, request: TokenRequest, client: &ClientInfo, caller: &str) -> Result<IssuedToken> {
+        let TokenRequest { account_id, purpose, ttl, delivery } = request;
+        let ttl = self.settings.tokens.issued_ttl(purpose, ttl)?;
+        let account = match self.core.store.account_by_id(account_id).await? {
+            None => return Err(Error::AccountNotFound),
+            Some(r) if !r.account.active => return Err(Error::AccountInactive),
+            Some(r) if purpose == TokenPurpose::AccountSetup && r.account.has_usable_password => {
+                return Err(Error::PasswordAlreadySet);
+            }
+            Some(r) => r.account,
+        };
+        let now = self.core.clock.now();
+        let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client)?;
+        let expires_at = token.expires_at;
+        let event = match &delivery {
+            Delivery::Event(locale) => Some(self.minter.announce(&account, &token, &raw, locale)?),
+            Delivery::Return => None,
+        };
+        let result = self.core.store.issue_token(Issue { token, event }).await;
+        // The earlier tokens of the purpose are revoked.
+        self.core.cache.forget(account_id, None);
+        if let Some(sequence) = result? {
+            self.core.bus.published(sequence);
+        }
+        let delivery_name = match delivery {
+            Delivery::Event(_) => "event",
+            Delivery::Return => "return",
+        };
+        info!(account_id = %account_id, purpose = purpose.name(), delivery = delivery_name, caller, client_ip = %client.ip_string(), "token issued");
+        metrics::counter!("pwreset_tokens_issued_total").increment(1);
+        Ok(IssuedToken { token: (delivery == Delivery::Return).then_some(raw), expires_at })
+    }
+
+    /// The account, by id or e-mail.
+    pub async fn get_account(&self, key: AccountKey) -> Result<Account> {
+        let record = match key {
+            AccountKey::Id(id) => self.core.store.account_by_id(id).await?,
+            AccountKey::Email(email) => self.core.store.account_by_email(&email).await?,
+        };
+        record.map(|r| r.account).ok_or(Error::AccountNotFound)
+    }
+
+    /// Revokes the account's live tokens of `purpose` (every purpose with `None`); how many.
+    pub async fn revoke_tokens(&self, id: AccountId, purpose: Option<TokenPurpose>, caller: &str) -> Result<u64> {
+        let revoked =
+            self.core.store.revoke_tokens(id, purpose, self.core.clock.now()).await?.ok_or(Error::AccountNotFound)?;
+        self.core.cache.forget(id, None);
+        let purpose = purpose.map_or("all", TokenPurpose::name);
+        info!(account_id = %id, purpose, revoked, caller, "tokens revoked");
+        Ok(revoked)
     }
 
     /// Deactivating revokes every live token of the account; reactivating does not

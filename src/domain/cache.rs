@@ -208,6 +208,7 @@ mod tests {
             used_at: None,
             revoked_at: None,
             account_active: true,
+            purpose: crate::domain::token::TokenPurpose::PasswordReset,
         }
     }
 

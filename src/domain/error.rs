@@ -24,6 +24,17 @@ pub enum Error {
     AccountNotFound,
     #[error("an account with this email already exists")]
     AccountExists,
+    #[error("the account is inactive")]
+    AccountInactive,
+    /// An account-setup token for an account that already has a usable password.
+    #[error("the account already has a password")]
+    PasswordAlreadySet,
+    /// A password the caller had to prove (`field`) was wrong, or the account has none.
+    #[error("{field} is incorrect")]
+    IncorrectPassword { field: &'static str },
+    /// The password changed between its check and the write: the caller may try again.
+    #[error("the password changed concurrently")]
+    PasswordChangedConcurrently,
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     /// The argon2 queue is full: answered at once rather than queued without end.
@@ -43,6 +54,11 @@ pub enum Error {
 impl Error {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidArgument { field, reason: reason.into() }
+    }
+
+    /// One failed password rule, `rule` its reason code (lower case).
+    pub fn policy(field: &'static str, rule: &'static str, description: impl Into<String>) -> Self {
+        Error::WeakPassword { field, violations: vec![PolicyViolation { rule, description: description.into() }] }
     }
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::email::Email;
 use super::seal::SealedToken;
+use super::token::{NewToken, TokenPurpose};
 use super::{Account, AccountId, ClientInfo};
 
 /// The position of an event in the stream: assigned by the database at commit, in
@@ -74,6 +75,44 @@ impl EventKind {
     }
 }
 
+/// Why a password changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PasswordChangeReason {
+    /// With a reset token.
+    Reset,
+    /// The first password, with an account-setup token.
+    AccountSetup,
+    /// By its owner, with the current password.
+    Change,
+}
+
+impl PasswordChangeReason {
+    pub fn code(self) -> i16 {
+        match self {
+            PasswordChangeReason::Reset => 1,
+            PasswordChangeReason::AccountSetup => 2,
+            PasswordChangeReason::Change => 3,
+        }
+    }
+
+    /// A stored code; rows from before reasons were recorded are resets.
+    pub fn from_code(code: i16) -> Self {
+        match code {
+            2 => PasswordChangeReason::AccountSetup,
+            3 => PasswordChangeReason::Change,
+            _ => PasswordChangeReason::Reset,
+        }
+    }
+
+    /// The change a token of `purpose` makes.
+    pub fn confirming(purpose: TokenPurpose) -> Self {
+        match purpose {
+            TokenPurpose::PasswordReset => PasswordChangeReason::Reset,
+            TokenPurpose::AccountSetup => PasswordChangeReason::AccountSetup,
+        }
+    }
+}
+
 /// The copy of a raw token an event carries for its notifier.
 #[derive(Clone, PartialEq, Eq)]
 pub enum TokenCopy {
@@ -107,12 +146,14 @@ pub enum DomainEvent {
         client_ip: String,
         user_agent: String,
         locale: String,
+        purpose: TokenPurpose,
     },
     PasswordChanged {
         account_id: AccountId,
         email: String,
         client_ip: String,
         user_agent: String,
+        reason: PasswordChangeReason,
     },
     ResetRequestedForUnknownEmail {
         email: String,
@@ -175,35 +216,38 @@ pub fn retain_until(now: DateTime<Utc>, retention: Duration, expires_at: Option<
 }
 
 impl NewEvent {
-    /// A token was created for `account`; `token` is its sealed copy.
-    #[allow(clippy::too_many_arguments)]
+    /// `token` was created for `account` (its owner), with `sealed` its sealed copy.
     pub fn token_created(
-        now: DateTime<Utc>,
         retention: Duration,
         account: &Account,
-        token_id: Uuid,
-        token: SealedToken,
-        expires_at: DateTime<Utc>,
-        client: &ClientInfo,
+        token: &NewToken,
+        sealed: SealedToken,
         locale: &str,
     ) -> Self {
         NewEvent {
-            occurred_at: now,
-            retain_until: retain_until(now, retention, Some(expires_at)),
+            occurred_at: token.created_at,
+            retain_until: retain_until(token.created_at, retention, Some(token.expires_at)),
             event: DomainEvent::TokenCreated {
                 account_id: account.id,
                 email: account.email.as_str().to_owned(),
-                token_id,
-                token: TokenCopy::Sealed(token),
-                expires_at,
-                client_ip: client.ip_string(),
-                user_agent: client.user_agent.clone(),
+                token_id: token.id,
+                token: TokenCopy::Sealed(sealed),
+                expires_at: token.expires_at,
+                client_ip: token.client_ip.clone(),
+                user_agent: token.user_agent.clone(),
                 locale: locale.to_owned(),
+                purpose: token.purpose,
             },
         }
     }
 
-    pub fn password_changed(now: DateTime<Utc>, retention: Duration, account: &Account, client: &ClientInfo) -> Self {
+    pub fn password_changed(
+        now: DateTime<Utc>,
+        retention: Duration,
+        account: &Account,
+        client: &ClientInfo,
+        reason: PasswordChangeReason,
+    ) -> Self {
         NewEvent {
             occurred_at: now,
             retain_until: retain_until(now, retention, None),
@@ -212,6 +256,7 @@ impl NewEvent {
                 email: account.email.as_str().to_owned(),
                 client_ip: client.ip_string(),
                 user_agent: client.user_agent.clone(),
+                reason,
             },
         }
     }

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod hasher;
 pub mod keys;
 pub mod limits;
+pub mod mint;
 pub mod password;
 pub mod persistence;
 pub mod reset;
@@ -114,6 +115,8 @@ pub struct Account {
     pub active: bool,
     pub has_usable_password: bool,
     pub created_at: DateTime<Utc>,
+    /// When a password was last set (at creation, a reset, a setup or a change).
+    pub password_changed_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -42,8 +42,13 @@ impl Password {
 
     /// The NFC form, the only one that is checked, hashed or verified.
     pub fn normalised(&self) -> Result<NormalisedPassword> {
+        self.normalised_for("password")
+    }
+
+    /// [`normalised`](Self::normalised), naming the request field `field` in errors.
+    pub fn normalised_for(&self, field: &'static str) -> Result<NormalisedPassword> {
         if self.0.len() > MAX_PASSWORD_BYTES {
-            return Err(Error::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+            return Err(Error::invalid(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
         }
         Ok(NormalisedPassword(self.0.nfc().collect()))
     }
@@ -61,6 +66,12 @@ pub struct NormalisedPassword(String);
 impl NormalisedPassword {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// Whether both are one password, compared in constant time for equal lengths.
+    pub fn same_as(&self, other: &NormalisedPassword) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.as_bytes().ct_eq(other.as_bytes()))
     }
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::email::Email;
 use super::error::Result;
 use super::event::{Event, NewEvent, Sequence};
-use super::token::{NewToken, TokenDigest, TokenRecord};
+use super::token::{NewToken, TokenDigest, TokenPurpose, TokenRecord};
 use super::{Account, AccountId};
 
 /// An account with its password hash (PHC string), which only the credential checks read.
@@ -28,6 +28,23 @@ pub struct NewAccount {
     pub email: Email,
     pub password_hash: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A token made outside the reset flow (`IssueToken`, an invitation at
+/// `CreateAccount`), with its `TokenCreated` event when the stream delivers it.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub token: NewToken,
+    pub event: Option<NewEvent>,
+}
+
+/// What `ChangePassword` commits at once: the hash, unless it is no longer `old_hash`.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub account_id: AccountId,
+    pub old_hash: String,
+    pub new_hash: String,
+    pub now: DateTime<Utc>,
 }
 
 /// What `Confirm` commits at once.
@@ -92,8 +109,9 @@ pub enum Reservation {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// `AccountExists` if the e-mail is taken.
-    async fn create_account(&self, new: NewAccount) -> Result<Account>;
+    /// `AccountExists` if the e-mail is taken. With `setup`, the account's setup token
+    /// and its event are written in the same transaction; the event's sequence is returned.
+    async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>>;
     /// The accounts of any of `emails`, in one query (the token writer's batch).
     async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>>;
@@ -103,6 +121,11 @@ pub trait AccountStore: Send + Sync {
     async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>>;
     /// Stores a rehash made under current parameters, unless the hash changed meanwhile.
     async fn upgrade_password_hash(&self, id: AccountId, old: &str, new: String, now: DateTime<Utc>) -> Result<()>;
+    /// Sets the new hash of an active account whose hash is still `old_hash`, revokes
+    /// every live token of the account and records the event, all or nothing.
+    /// `PasswordChangedConcurrently` when the hash changed (or the account went inactive)
+    /// since it was verified.
+    async fn change_password(&self, change: PasswordChange, event: NewEvent) -> Result<Sequence>;
 }
 
 #[async_trait]
@@ -115,6 +138,18 @@ pub trait TokenStore: Send + Sync {
     /// destroys their sealed copies and records the event, all or nothing. Of two racing
     /// calls with one token exactly one succeeds; the other gets `TokenNotFound`.
     async fn confirm(&self, confirmation: Confirmation, event: NewEvent) -> Result<Sequence>;
+    /// Stores an issued token and its event (if any), revoking the account's earlier
+    /// live tokens of the same purpose, all or nothing. Checked inside the transaction:
+    /// `AccountNotFound`, `AccountInactive`, and for a setup token `PasswordAlreadySet`.
+    async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>>;
+    /// Revokes the account's live tokens of `purpose` (of every purpose with `None`) and
+    /// destroys their sealed copies; how many. `None`: no such account.
+    async fn revoke_tokens(
+        &self,
+        id: AccountId,
+        purpose: Option<TokenPurpose>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>>;
 }
 
 #[async_trait]

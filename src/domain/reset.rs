@@ -4,19 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Span, info};
 
 use super::email::Email;
 use super::error::{Error, Result};
-use super::event::NewEvent;
+use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::Hasher;
 use super::limits::{Limits, RateLimits, Rpc};
+use super::mint::Minter;
 use super::password::{Password, PasswordPolicy};
 use super::persistence::{Confirmation, PurgeCounts};
-use super::seal::Sealer;
 use super::token::{RawToken, TokenPolicy, TokenRecord};
 use super::writer::{Job, TokenWriter};
 use super::{ClientInfo, Core, Locale};
@@ -55,7 +54,7 @@ impl ResetService {
         hasher: Arc<Hasher>,
         limits: Arc<Limits>,
         guard: Arc<FailureGuard>,
-        sealer: Sealer,
+        minter: Minter,
         settings: ResetSettings,
     ) -> Self {
         let ResetSettings { tokens, passwords, limits: rates, event_retention, emit_unknown_account_events } = settings;
@@ -64,10 +63,9 @@ impl ResetService {
         let (writer, jobs) = mpsc::channel(max_pending);
         let token_writer = TokenWriter {
             core: core.clone(),
-            sealer,
+            minter,
             tokens,
             account_cap: rates.account_tokens,
-            event_retention,
             emit_unknown_account_events,
             answer_floor: rates.reset_answer_floor,
         };
@@ -121,11 +119,10 @@ impl ResetService {
         let _ = self.pending.acquire_many(self.max_pending).await;
     }
 
-    /// The expiry of a live token.
-    pub async fn validate_token(&self, token: RawToken, client: &ClientInfo) -> Result<DateTime<Utc>> {
+    /// A live token's record (its expiry and purpose).
+    pub async fn validate_token(&self, token: RawToken, client: &ClientInfo) -> Result<TokenRecord> {
         self.limits.check(Rpc::ValidateToken, client)?;
-        let record = self.live_token(&token).await?;
-        Ok(record.expires_at)
+        self.live_token(&token).await
     }
 
     /// Sets a new password with a live token. A password that fails the policy leaves
@@ -141,7 +138,8 @@ impl ResetService {
         let password = self.passwords.check(&password, &account.email, "new_password")?;
         let password_hash = self.hasher.hash(password).await?;
         let now = self.core.clock.now();
-        let event = NewEvent::password_changed(now, self.event_retention, &account, client);
+        let reason = PasswordChangeReason::confirming(record.purpose);
+        let event = NewEvent::password_changed(now, self.event_retention, &account, client, reason);
         let confirmation = Confirmation { token_id: record.id, account_id: account.id, password_hash, now };
         let result = self.core.store.confirm(confirmation, event).await;
         // Whether it won or lost the race, the account's tokens changed.

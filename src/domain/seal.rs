@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::AccountId;
 use super::event::EventKind;
+use super::token::TokenPurpose;
 
 const NONCE_LEN: usize = 24;
 /// Set in the stored key id of values sealed with [`seal_context`]. Values without it
@@ -23,13 +24,27 @@ const BOUND_TO_EVENT: i64 = 1 << 32;
 const KEY_ID_MASK: i64 = 0xFFFF_FFFF;
 const CONTEXT_LABEL: &[u8] = b"pwreset-seal-v2\0";
 
-/// The associated data of a sealed token: what the event says and to whom it goes.
-pub fn seal_context(kind: EventKind, token_id: Uuid, account_id: AccountId, email: &str) -> Vec<u8> {
-    let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + email.len());
+/// The associated data of a sealed token: what the event says, what the token is for
+/// and to whom it goes.
+pub fn seal_context(
+    kind: EventKind,
+    token_id: Uuid,
+    account_id: AccountId,
+    email: &str,
+    purpose: TokenPurpose,
+) -> Vec<u8> {
+    let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + 3 + email.len());
     context.extend_from_slice(CONTEXT_LABEL);
     context.extend_from_slice(&kind.code().to_be_bytes());
     context.extend_from_slice(token_id.as_bytes());
     context.extend_from_slice(account_id.uuid().as_bytes());
+    // Resets, the only purpose before purposes existed, add nothing (values sealed then
+    // still open); any other purpose adds a NUL, which no e-mail address starts with,
+    // and its code. A row whose purpose was edited no longer opens.
+    if purpose != TokenPurpose::PasswordReset {
+        context.push(0);
+        context.extend_from_slice(&purpose.code().to_be_bytes());
+    }
     // Last, so the fixed-length fields before it keep the encoding unambiguous.
     context.extend_from_slice(email.as_bytes());
     context
@@ -92,9 +107,10 @@ impl Sealer {
         token_id: Uuid,
         account_id: AccountId,
         email: &str,
+        purpose: TokenPurpose,
     ) -> Option<String> {
         if sealed.key_id & BOUND_TO_EVENT != 0 {
-            self.open(sealed, &seal_context(kind, token_id, account_id, email))
+            self.open(sealed, &seal_context(kind, token_id, account_id, email, purpose))
         } else {
             self.open(sealed, token_id.as_bytes())
         }
@@ -135,41 +151,60 @@ mod tests {
         Ok(())
     }
 
+    const RESET: TokenPurpose = TokenPurpose::PasswordReset;
+    const SETUP: TokenPurpose = TokenPurpose::AccountSetup;
+
     #[test]
     fn an_event_opens_only_with_its_own_recipient_and_kind() -> anyhow::Result<()> {
         let sealer = Sealer::new([9; 32]);
         let (token, account) = (Uuid::now_v7(), AccountId::generate());
-        let sealed =
-            sealer.seal("the-raw-token", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com"))?;
+        let sealed = sealer
+            .seal("the-raw-token", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com", RESET))?;
         assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com").as_deref(),
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com", RESET).as_deref(),
             Some("the-raw-token")
         );
         assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "eve@example.com"),
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "eve@example.com", RESET),
             None,
             "recipient edited"
         );
         assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, AccountId::generate(), "ada@example.com"),
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, AccountId::generate(), "ada@example.com", RESET),
             None,
             "account edited"
         );
         assert_eq!(
-            sealer.open_event(&sealed, EventKind::PasswordChanged, token, account, "ada@example.com"),
+            sealer.open_event(&sealed, EventKind::PasswordChanged, token, account, "ada@example.com", RESET),
             None,
             "kind edited"
         );
+        assert_eq!(
+            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com", SETUP),
+            None,
+            "purpose edited"
+        );
+        let setup =
+            sealer.seal("invite", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com", SETUP))?;
+        assert_eq!(
+            sealer.open_event(&setup, EventKind::TokenCreated, token, account, "ada@example.com", SETUP).as_deref(),
+            Some("invite")
+        );
+        assert_eq!(
+            sealer.open_event(&setup, EventKind::TokenCreated, token, account, "ada@example.com", RESET),
+            None,
+            "purpose edited back"
+        );
         let downgraded = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealed.clone() };
         assert_eq!(
-            sealer.open_event(&downgraded, EventKind::TokenCreated, token, account, "eve@example.com"),
+            sealer.open_event(&downgraded, EventKind::TokenCreated, token, account, "eve@example.com", RESET),
             None,
             "flag cleared"
         );
         // A value sealed before the full context (token id only) still opens.
         let legacy = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealer.seal("old", token.as_bytes())? };
         assert_eq!(
-            sealer.open_event(&legacy, EventKind::TokenCreated, token, account, "ada@example.com").as_deref(),
+            sealer.open_event(&legacy, EventKind::TokenCreated, token, account, "ada@example.com", RESET).as_deref(),
             Some("old")
         );
         Ok(())

@@ -69,11 +69,50 @@ impl TokenGenerator {
     }
 }
 
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Replace a forgotten password.
+    #[default]
+    PasswordReset,
+    /// Set the first password of an account created without one (an invitation).
+    AccountSetup,
+}
+
+impl TokenPurpose {
+    /// The stable code it is stored under.
+    pub fn code(self) -> i16 {
+        match self {
+            TokenPurpose::PasswordReset => 1,
+            TokenPurpose::AccountSetup => 2,
+        }
+    }
+
+    /// A stored code; anything unknown is a reset (the narrowest rights).
+    pub fn from_code(code: i16) -> Self {
+        match code {
+            2 => TokenPurpose::AccountSetup,
+            _ => TokenPurpose::PasswordReset,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenPurpose::PasswordReset => "password_reset",
+            TokenPurpose::AccountSetup => "account_setup",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenPolicy {
     pub generator: TokenGenerator,
-    /// How long a token stays live (default 30 minutes).
+    /// How long a reset token stays live (default 30 minutes).
     pub ttl: Duration,
+    /// How long an account-setup token stays live (default 7 days).
+    pub setup_ttl: Duration,
+    /// The longest lifetime a caller of `IssueToken` may ask for (default 30 days).
+    pub max_ttl: Duration,
     /// How long a replica trusts a cached live token (default 10 s; zero: no cache).
     pub cache_ttl: Duration,
     /// Whether an account without a usable password may reset (default: no, as in
@@ -81,11 +120,43 @@ pub struct TokenPolicy {
     pub allow_without_usable_password: bool,
 }
 
+/// The shortest lifetime a caller of `IssueToken` may ask for.
+pub const MIN_REQUESTED_TTL: Duration = Duration::from_secs(60);
+
+impl TokenPolicy {
+    /// A purpose's default lifetime.
+    pub fn ttl_for(&self, purpose: TokenPurpose) -> Duration {
+        match purpose {
+            TokenPurpose::PasswordReset => self.ttl,
+            TokenPurpose::AccountSetup => self.setup_ttl,
+        }
+    }
+
+    /// The lifetime of an issued token: the purpose's default, or the one asked for
+    /// within [`MIN_REQUESTED_TTL`]`..=max_ttl`.
+    pub fn issued_ttl(&self, purpose: TokenPurpose, requested: Option<Duration>) -> Result<Duration> {
+        match requested {
+            None => Ok(self.ttl_for(purpose)),
+            Some(ttl) if (MIN_REQUESTED_TTL..=self.max_ttl).contains(&ttl) => Ok(ttl),
+            Some(_) => Err(Error::invalid(
+                "ttl",
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(MIN_REQUESTED_TTL),
+                    humantime::format_duration(self.max_ttl)
+                ),
+            )),
+        }
+    }
+}
+
 impl Default for TokenPolicy {
     fn default() -> Self {
         Self {
             generator: TokenGenerator::default(),
             ttl: Duration::from_secs(30 * 60),
+            setup_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_ttl: Duration::from_secs(30 * 24 * 3600),
             cache_ttl: Duration::from_secs(10),
             allow_without_usable_password: false,
         }
@@ -170,6 +241,7 @@ pub struct NewToken {
     pub expires_at: DateTime<Utc>,
     pub client_ip: String,
     pub user_agent: String,
+    pub purpose: TokenPurpose,
 }
 
 /// A stored token, as far as deciding whether it is live needs.
@@ -183,6 +255,7 @@ pub struct TokenRecord {
     /// Whether the token's account is active: a token of an inactive account is never
     /// live, whatever its own state says.
     pub account_active: bool,
+    pub purpose: TokenPurpose,
 }
 
 impl From<&NewToken> for TokenRecord {
@@ -197,6 +270,7 @@ impl From<&NewToken> for TokenRecord {
             used_at: None,
             revoked_at: None,
             account_active: true,
+            purpose: token.purpose,
         }
     }
 }
@@ -241,6 +315,24 @@ mod tests {
             assert!((100..=199).contains(&n));
         }
         Ok(())
+    }
+
+    #[test]
+    fn issued_ttl_defaults_per_purpose_and_bounds_requests() {
+        let policy = TokenPolicy::default();
+        assert_eq!(policy.issued_ttl(TokenPurpose::PasswordReset, None).ok(), Some(policy.ttl));
+        assert_eq!(policy.issued_ttl(TokenPurpose::AccountSetup, None).ok(), Some(policy.setup_ttl));
+        assert!(policy.issued_ttl(TokenPurpose::PasswordReset, Some(Duration::from_secs(59))).is_err());
+        assert!(policy.issued_ttl(TokenPurpose::PasswordReset, Some(policy.max_ttl + Duration::from_secs(1))).is_err());
+        assert_eq!(policy.issued_ttl(TokenPurpose::AccountSetup, Some(policy.max_ttl)).ok(), Some(policy.max_ttl));
+    }
+
+    #[test]
+    fn purposes_round_trip_through_their_codes() {
+        for purpose in [TokenPurpose::PasswordReset, TokenPurpose::AccountSetup] {
+            assert_eq!(TokenPurpose::from_code(purpose.code()), purpose);
+        }
+        assert_eq!(TokenPurpose::from_code(99), TokenPurpose::PasswordReset);
     }
 
     #[test]

@@ -16,16 +16,15 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Span, info, warn};
-use uuid::Uuid;
 
 use super::clock;
 use super::email::Email;
 use super::error::{Error, Result};
-use super::event::{EventKind, NewEvent};
+use super::event::NewEvent;
 use super::limits::Rate;
+use super::mint::Minter;
 use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
-use super::seal::{Sealer, seal_context};
-use super::token::{NewToken, TokenPolicy, TokenRecord};
+use super::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
 use super::{Account, AccountId, ClientInfo, Core, Locale};
 
 /// Most requests written in one transaction.
@@ -95,10 +94,9 @@ fn answer(jobs: Vec<Job>, not_before: tokio::time::Instant) {
 
 pub struct TokenWriter {
     pub(crate) core: Core,
-    pub(crate) sealer: Sealer,
+    pub(crate) minter: Minter,
     pub(crate) tokens: TokenPolicy,
     pub(crate) account_cap: Option<Rate>,
-    pub(crate) event_retention: Duration,
     /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
     pub(crate) emit_unknown_account_events: bool,
     /// No batch is answered sooner than this after it started (see `answer`).
@@ -262,34 +260,14 @@ impl TokenWriter {
         let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
         match work {
             Work::Token(account) => {
-                let token = self.tokens.generator.generate()?;
-                let expires_at = now + self.tokens.ttl;
-                let id = Uuid::now_v7();
-                let new_token = NewToken {
-                    id,
-                    account_id: account.id,
-                    digest: self.core.digester.digest(&token),
-                    created_at: now,
-                    expires_at,
-                    client_ip: client.ip_string(),
-                    user_agent: client.user_agent.clone(),
-                };
-                let context = seal_context(EventKind::TokenCreated, id, account.id, account.email.as_str());
-                let sealed = self.sealer.seal(token.expose(), &context)?;
-                let event = NewEvent::token_created(
-                    now,
-                    self.event_retention,
-                    account,
-                    id,
-                    sealed,
-                    expires_at,
-                    client,
-                    job.locale.as_str(),
-                );
-                Ok(Some(OutboxWrite { token: Some(new_token), event, cap }))
+                let (raw, token) =
+                    self.minter.mint(account, TokenPurpose::PasswordReset, now, self.tokens.ttl, client)?;
+                let event = self.minter.announce(account, &token, &raw, &job.locale)?;
+                Ok(Some(OutboxWrite { token: Some(token), event, cap }))
             }
             Work::UnknownEmail(email) => {
-                let event = NewEvent::unknown_email(now, self.event_retention, email, client, job.locale.as_str());
+                let retention = self.minter.event_retention();
+                let event = NewEvent::unknown_email(now, retention, email, client, job.locale.as_str());
                 Ok(Some(OutboxWrite { token: None, event, cap }))
             }
             Work::Nothing(_) => Ok(None),

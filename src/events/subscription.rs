@@ -278,11 +278,19 @@ impl Inner {
 
     /// The event as a subscriber gets it: a live token's sealed copy opened.
     fn deliverable(&self, mut e: Event) -> Event {
-        if let DomainEvent::TokenCreated { account_id, email, token_id, token, expires_at, .. } = &mut e.event {
+        if let DomainEvent::TokenCreated { account_id, email, token_id, token, expires_at, purpose, .. } = &mut e.event
+        {
             let live = *expires_at > self.clock.now();
             *token = match std::mem::replace(token, TokenCopy::Gone) {
                 TokenCopy::Sealed(sealed) if live => {
-                    match self.sealer.open_event(&sealed, EventKind::TokenCreated, *token_id, *account_id, email) {
+                    match self.sealer.open_event(
+                        &sealed,
+                        EventKind::TokenCreated,
+                        *token_id,
+                        *account_id,
+                        email,
+                        *purpose,
+                    ) {
                         Some(raw) => TokenCopy::Raw(raw),
                         None => {
                             // Tampered with, or sealed under a key no longer configured.

@@ -93,6 +93,37 @@ impl fmt::Debug for CallerKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated(pub Role);
 
+/// Who proved the role, for audit lines: `certificate DNS-NAMES`, or `key ROLE/FINGERPRINT`
+/// (the first 8 hex digits of the key's SHA-256, never the key); `anonymous` when the
+/// role is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerName(pub String);
+
+impl CallerName {
+    /// The caller of a request, as the auth layer named it.
+    pub fn of<T>(request: &tonic::Request<T>) -> String {
+        request.extensions().get::<CallerName>().map_or_else(|| "anonymous".to_owned(), |c| c.0.clone())
+    }
+
+    fn new(role: Role, presented: Option<&[u8]>, certificate: Option<&rustls_pki_types::CertificateDer<'_>>) -> Self {
+        use sha2::Digest;
+        match (presented, certificate) {
+            (Some(key), _) => {
+                let fingerprint = sha2::Sha256::digest(key);
+                let hex: String = fingerprint.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                CallerName(format!("key {role}/{hex}"))
+            }
+            (None, Some(der)) => {
+                let names: Vec<String> = webpki::EndEntityCert::try_from(der)
+                    .map(|cert| cert.valid_dns_names().map(str::to_owned).collect())
+                    .unwrap_or_default();
+                CallerName(format!("certificate {}", names.join(",")))
+            }
+            (None, None) => CallerName("anonymous".to_owned()),
+        }
+    }
+}
+
 /// A verified client certificate with a DNS subject alternative name
 /// `ROLE` + this suffix (e.g. `events.caller.pwreset.internal`) holds that role.
 pub const CERT_ROLE_SUFFIX: &str = ".caller.pwreset.internal";
@@ -218,20 +249,24 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let verdict = match Role::for_path(request.uri().path()) {
             Some(role) => {
-                let certified = request
+                let certificate = request
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs)
-                    .and_then(|certs| certs.first().map(cert_roles))
-                    .unwrap_or_default();
-                self.keys.authorise(role, bearer(request.headers()), &certified)
+                    .and_then(|certs| certs.first().cloned());
+                let certified = certificate.as_ref().map(cert_roles).unwrap_or_default();
+                let presented = bearer(request.headers());
+                self.keys
+                    .authorise(role, presented, &certified)
+                    .map(|proven| proven.map(|proven| (proven, CallerName::new(role, presented, certificate.as_ref()))))
             }
             None => Ok(None),
         };
         match verdict {
             Ok(proven) => {
-                if let Some(proven) = proven {
+                if let Some((proven, caller)) = proven {
                     request.extensions_mut().insert(proven);
+                    request.extensions_mut().insert(caller);
                 }
                 futures_util::future::Either::Right(self.inner.call(request))
             }

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::Account;
-use crate::domain::event::{DomainEvent, Event, TokenCopy};
+use crate::domain::event::{DomainEvent, Event, PasswordChangeReason, TokenCopy};
+use crate::domain::token::TokenPurpose;
+use crate::domain::{Account, Error, Result};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -20,7 +21,45 @@ impl From<Account> for proto::Account {
             active: a.active,
             has_usable_password: a.has_usable_password,
             created_at: Some(timestamp(a.created_at)),
+            password_changed_at: a.password_changed_at.map(timestamp),
         }
+    }
+}
+
+impl From<TokenPurpose> for proto::TokenPurpose {
+    fn from(p: TokenPurpose) -> Self {
+        match p {
+            TokenPurpose::PasswordReset => proto::TokenPurpose::PasswordReset,
+            TokenPurpose::AccountSetup => proto::TokenPurpose::AccountSetup,
+        }
+    }
+}
+
+impl From<PasswordChangeReason> for proto::PasswordChangeReason {
+    fn from(r: PasswordChangeReason) -> Self {
+        match r {
+            PasswordChangeReason::Reset => proto::PasswordChangeReason::Reset,
+            PasswordChangeReason::AccountSetup => proto::PasswordChangeReason::AccountSetup,
+            PasswordChangeReason::Change => proto::PasswordChangeReason::Change,
+        }
+    }
+}
+
+/// A request's `purpose`: `None` for UNSPECIFIED (what that means is the RPC's choice).
+pub fn purpose(field: &'static str, value: i32) -> Result<Option<TokenPurpose>> {
+    match proto::TokenPurpose::try_from(value) {
+        Ok(proto::TokenPurpose::Unspecified) => Ok(None),
+        Ok(proto::TokenPurpose::PasswordReset) => Ok(Some(TokenPurpose::PasswordReset)),
+        Ok(proto::TokenPurpose::AccountSetup) => Ok(Some(TokenPurpose::AccountSetup)),
+        Err(_) => Err(Error::invalid(field, "is not a known TokenPurpose")),
+    }
+}
+
+/// A request's `google.protobuf.Duration`, which must be non-negative.
+pub fn duration(field: &'static str, value: prost_types::Duration) -> Result<std::time::Duration> {
+    match (u64::try_from(value.seconds), u32::try_from(value.nanos)) {
+        (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Ok(std::time::Duration::new(seconds, nanos)),
+        _ => Err(Error::invalid(field, "must be a non-negative duration")),
     }
 }
 
@@ -28,7 +67,15 @@ impl From<Event> for proto::Event {
     fn from(e: Event) -> Self {
         let kind = match e.event {
             DomainEvent::TokenCreated {
-                account_id, email, token, expires_at, client_ip, user_agent, locale, ..
+                account_id,
+                email,
+                token,
+                expires_at,
+                client_ip,
+                user_agent,
+                locale,
+                purpose,
+                ..
             } => proto::event::Kind::TokenCreated(proto::TokenCreated {
                 account_id: account_id.to_string(),
                 email,
@@ -41,13 +88,16 @@ impl From<Event> for proto::Event {
                 client_ip,
                 user_agent,
                 locale,
+                purpose: proto::TokenPurpose::from(purpose).into(),
+                channel: proto::Channel::Email.into(),
             }),
-            DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent } => {
+            DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent, reason } => {
                 proto::event::Kind::PasswordChanged(proto::PasswordChanged {
                     account_id: account_id.to_string(),
                     email,
                     client_ip,
                     user_agent,
+                    reason: proto::PasswordChangeReason::from(reason).into(),
                 })
             }
             DomainEvent::ResetRequestedForUnknownEmail { email, client_ip, user_agent, locale } => {

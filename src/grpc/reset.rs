@@ -52,8 +52,11 @@ impl PasswordResetService for ResetGrpc {
         req: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         let client = self.client(&req);
-        let expires_at = self.reset.validate_token(RawToken::parse(req.into_inner().token)?, &client).await?;
-        Ok(Response::new(ValidateTokenResponse { expires_at: Some(timestamp(expires_at)) }))
+        let record = self.reset.validate_token(RawToken::parse(req.into_inner().token)?, &client).await?;
+        Ok(Response::new(ValidateTokenResponse {
+            expires_at: Some(timestamp(record.expires_at)),
+            purpose: proto::TokenPurpose::from(record.purpose).into(),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Confirm", client_ip = Empty, token_state = Empty, account_id = Empty))]

@@ -36,6 +36,21 @@ impl From<Error> for Status {
             Error::TokenNotFound => Status::not_found("token is invalid or has expired"),
             Error::AccountNotFound => Status::not_found("account not found"),
             Error::AccountExists => Status::already_exists("an account with this email already exists"),
+            Error::AccountInactive => Status::failed_precondition("the account is inactive"),
+            Error::PasswordAlreadySet => Status::failed_precondition(
+                "the account already has a usable password: an account-setup token is only for accounts without one",
+            ),
+            Error::IncorrectPassword { field } => Status::with_error_details(
+                Code::InvalidArgument,
+                format!("{field} is incorrect"),
+                ErrorDetails::with_bad_request(vec![FieldViolation {
+                    reason: "INCORRECT".to_owned(),
+                    ..FieldViolation::new(field, "is incorrect")
+                }]),
+            ),
+            Error::PasswordChangedConcurrently => {
+                Status::aborted("the password changed while this request was checked; try again")
+            }
             Error::RateLimited { retry_after } => Status::with_error_details(
                 Code::ResourceExhausted,
                 "too many requests from this client; retry later",

@@ -7,33 +7,53 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
 use tracing::instrument;
 
-use super::entity::accounts;
-use super::write::{notify_revoked, outbox_lock, revoke_live_tokens};
+use super::entity::{accounts, reset_tokens};
+use super::row::token_model;
+use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::email::Email;
-use crate::domain::persistence::{AccountRecord, AccountStore, NewAccount};
+use crate::domain::event::{NewEvent, Sequence};
+use crate::domain::persistence::{AccountRecord, AccountStore, Issue, NewAccount, PasswordChange};
 use crate::domain::{Account, AccountId, Error, Result};
 
 #[async_trait]
 impl AccountStore for Store {
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
-    async fn create_account(&self, new: NewAccount) -> Result<Account> {
+    async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)> {
         let now = millis(new.created_at);
         let model = accounts::ActiveModel {
             id: Set(new.id.uuid()),
             email: Set(new.email.as_str().to_owned()),
+            password_changed_at: Set(new.password_hash.is_some().then_some(now)),
             password_hash: Set(new.password_hash),
             active: Set(true),
             created_at: Set(now),
             updated_at: Set(now),
-            password_changed_at: Set(None),
         };
         let _turn = self.write_turn().await;
-        match accounts::Entity::insert(model).exec_with_returning(&self.writer).await {
-            Ok(row) => Ok(to_account(&row)),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::AccountExists),
-            Err(e) => Err(classify(e)),
+        let txn = self.writer.begin().await.db()?;
+        // The lock order (see `store`): outbox first for a transaction that writes an
+        // event (a plain account insert locks nothing anyone else holds first).
+        if setup.is_some() {
+            outbox_lock(&txn).await?;
         }
+        let row = match accounts::Entity::insert(model).exec_with_returning(&txn).await {
+            Ok(row) => row,
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await.db()?;
+                return Err(Error::AccountExists);
+            }
+            Err(e) => return Err(classify(e)),
+        };
+        let mut sequence = None;
+        if let Some(Issue { token, event }) = setup {
+            reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&txn).await.db()?;
+            if let Some(event) = event {
+                sequence = Some(insert_event(&txn, event).await?);
+            }
+        }
+        txn.commit().await.db()?;
+        Ok((to_account(&row), sequence))
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -78,7 +98,7 @@ impl AccountStore for Store {
             return Ok(None);
         }
         if !active {
-            revoke_live_tokens(&txn, &[id], None, now).await?;
+            revoke_live_tokens(&txn, &[id], Revoke::ALL, now).await?;
             notify_revoked(&txn, id).await?;
         }
         let row = accounts::Entity::find_by_id(id.uuid()).one(&txn).await.db()?;
@@ -105,6 +125,33 @@ impl AccountStore for Store {
             .db()?;
         Ok(())
     }
+
+    #[instrument(skip_all, err(level = "debug"), level = "debug")]
+    async fn change_password(&self, c: PasswordChange, event: NewEvent) -> Result<Sequence> {
+        let now = millis(c.now);
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        // The lock order (see `store`): outbox, then the account, then its tokens.
+        outbox_lock(&txn).await?;
+        let changed = accounts::Entity::update_many()
+            .col_expr(accounts::Column::PasswordHash, Expr::value(c.new_hash))
+            .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))
+            .col_expr(accounts::Column::UpdatedAt, Expr::value(now))
+            .filter(accounts::Column::Id.eq(c.account_id.uuid()))
+            .filter(accounts::Column::Active.eq(true))
+            .filter(accounts::Column::PasswordHash.eq(c.old_hash))
+            .exec(&txn)
+            .await
+            .db()?;
+        if changed.rows_affected != 1 {
+            txn.rollback().await.db()?;
+            return Err(Error::PasswordChangedConcurrently);
+        }
+        revoke_live_tokens(&txn, &[c.account_id], Revoke::ALL, c.now).await?;
+        let sequence = insert_event(&txn, event).await?;
+        txn.commit().await.db()?;
+        Ok(sequence)
+    }
 }
 
 fn to_account(row: &accounts::Model) -> Account {
@@ -114,6 +161,7 @@ fn to_account(row: &accounts::Model) -> Account {
         active: row.active,
         has_usable_password: row.password_hash.is_some(),
         created_at: from_millis(row.created_at),
+        password_changed_at: row.password_changed_at.map(from_millis),
     }
 }
 

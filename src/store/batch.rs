@@ -13,11 +13,11 @@ use tracing::instrument;
 
 use super::entity::{accounts, event_retention, events, reset_tokens};
 use super::row::{event_model, token_model};
-use super::write::{insert_event, notify, outbox_lock, revoke_live_tokens};
+use super::write::{Revoke, insert_event, notify, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, millis};
 use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
 use crate::domain::persistence::{Inserted, OutboxWrite, TokenCap, Written};
-use crate::domain::token::NewToken;
+use crate::domain::token::{NewToken, TokenPurpose};
 use crate::domain::{AccountId, Result};
 
 impl Store {
@@ -214,7 +214,9 @@ async fn write_set<C: ConnectionTrait>(
     // known addresses does (enumeration by timing).
     let now = newest_token.values().map(|t| t.created_at).max().unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let accounts: Vec<AccountId> = newest_token.keys().copied().collect();
-    revoke_live_tokens(db, &accounts, None, now).await?;
+    // The batch holds reset requests only: they end the accounts' earlier resets, not
+    // an invitation.
+    revoke_live_tokens(db, &accounts, Revoke::purpose(TokenPurpose::PasswordReset), now).await?;
     let superseded_at = |token: &NewToken| {
         let newest = newest_token.get(&token.account_id)?;
         (newest.id != token.id).then_some(newest.created_at)
@@ -290,7 +292,7 @@ async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec
 /// digest is taken.
 async fn write_one<C: ConnectionTrait>(db: &C, write: &OutboxWrite) -> Result<Option<Sequence>> {
     if let Some(token) = &write.token {
-        revoke_live_tokens(db, &[token.account_id], None, token.created_at).await?;
+        revoke_live_tokens(db, &[token.account_id], Revoke::purpose(token.purpose), token.created_at).await?;
         match reset_tokens::Entity::insert(token_model(token.clone(), None)).exec_without_returning(db).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),

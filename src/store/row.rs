@@ -7,9 +7,9 @@ use uuid::Uuid;
 use super::entity::{events, reset_tokens};
 use super::{from_millis, millis};
 use crate::domain::AccountId;
-use crate::domain::event::{DomainEvent, Event, EventKind, NewEvent, Sequence, TokenCopy};
+use crate::domain::event::{DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy};
 use crate::domain::seal::SealedToken;
-use crate::domain::token::NewToken;
+use crate::domain::token::{NewToken, TokenPurpose};
 
 /// The row of a new event. An event without an account (an unknown address) is stored
 /// under the nil account id.
@@ -29,9 +29,21 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
         user_agent: NotSet,
         locale: Set(String::new()),
         retain_until: Set(millis(new.retain_until)),
+        purpose: Set(TokenPurpose::PasswordReset.code()),
+        reason: Set(PasswordChangeReason::Reset.code()),
     };
     match new.event {
-        DomainEvent::TokenCreated { account_id, email, token_id, token, expires_at, client_ip, user_agent, locale } => {
+        DomainEvent::TokenCreated {
+            account_id,
+            email,
+            token_id,
+            token,
+            expires_at,
+            client_ip,
+            user_agent,
+            locale,
+            purpose,
+        } => {
             if let TokenCopy::Sealed(sealed) = token {
                 row.sealed_token = Set(Some(sealed.bytes));
                 row.key_id = Set(Some(sealed.key_id));
@@ -43,12 +55,14 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
             row.client_ip = Set(client_ip);
             row.user_agent = Set(user_agent);
             row.locale = Set(locale);
+            row.purpose = Set(purpose.code());
         }
-        DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent } => {
+        DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent, reason } => {
             row.account_id = Set(account_id.uuid());
             row.email = Set(email);
             row.client_ip = Set(client_ip);
             row.user_agent = Set(user_agent);
+            row.reason = Set(reason.code());
         }
         DomainEvent::ResetRequestedForUnknownEmail { email, client_ip, user_agent, locale } => {
             row.email = Set(email);
@@ -75,12 +89,14 @@ pub(super) fn to_event(row: events::Model) -> Option<Event> {
             client_ip: row.client_ip,
             user_agent: row.user_agent,
             locale: row.locale,
+            purpose: TokenPurpose::from_code(row.purpose),
         },
         EventKind::PasswordChanged => DomainEvent::PasswordChanged {
             account_id: AccountId::from_uuid(row.account_id),
             email: row.email,
             client_ip: row.client_ip,
             user_agent: row.user_agent,
+            reason: PasswordChangeReason::from_code(row.reason),
         },
         EventKind::ResetRequestedForUnknownEmail => DomainEvent::ResetRequestedForUnknownEmail {
             email: row.email,
@@ -107,5 +123,6 @@ pub(super) fn token_model(
         revoked_at: Set(revoked_at.map(millis)),
         client_ip: Set(token.client_ip),
         user_agent: Set(token.user_agent),
+        purpose: Set(token.purpose.code()),
     }
 }

@@ -2,24 +2,26 @@
 //! active flag), discarding, and the Confirm transaction.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait, Value};
 use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::{accounts, events, reset_tokens};
-use super::write::{insert_event, outbox_lock, revoke_live_tokens};
+use super::row::token_model;
+use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::persistence::{Confirmation, TokenStore};
-use crate::domain::token::{TokenDigest, TokenRecord};
+use crate::domain::persistence::{Confirmation, Issue, TokenStore};
+use crate::domain::token::{TokenDigest, TokenPurpose, TokenRecord};
 use crate::domain::{AccountId, Error, Result};
 
 #[async_trait]
 impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
-        type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, bool);
+        type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, i16, bool);
         let row: Option<Row> = reset_tokens::Entity::find()
             .select_only()
             .columns([
@@ -28,6 +30,7 @@ impl TokenStore for Store {
                 reset_tokens::Column::ExpiresAt,
                 reset_tokens::Column::UsedAt,
                 reset_tokens::Column::RevokedAt,
+                reset_tokens::Column::Purpose,
             ])
             .column(accounts::Column::Active)
             .join(JoinType::InnerJoin, reset_tokens::Relation::Account.def())
@@ -36,13 +39,14 @@ impl TokenStore for Store {
             .one(&self.db)
             .await
             .db()?;
-        Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, account_active)| TokenRecord {
+        Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, purpose, account_active)| TokenRecord {
             id,
             account_id: AccountId::from_uuid(account_id),
             expires_at: from_millis(expires_at),
             used_at: used_at.map(from_millis),
             revoked_at: revoked_at.map(from_millis),
             account_active,
+            purpose: TokenPurpose::from_code(purpose),
         }))
     }
 
@@ -95,9 +99,66 @@ impl TokenStore for Store {
             txn.rollback().await.db()?;
             return Err(Error::TokenNotFound);
         }
-        revoke_live_tokens(&txn, &[c.account_id], Some(c.token_id), c.now).await?;
+        revoke_live_tokens(&txn, &[c.account_id], Revoke { keep: Some(c.token_id), purpose: None }, c.now).await?;
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
+    }
+
+    #[instrument(skip_all, err(level = "debug"), level = "debug")]
+    async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>> {
+        let Issue { token, event } = issue;
+        let account_id = token.account_id;
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        // The lock order (see `store`): outbox, then the account, then its tokens. The
+        // account is checked after the lock, so no deactivation or password change can
+        // commit between the check and this commit.
+        outbox_lock(&txn).await?;
+        let account = accounts::Entity::find_by_id(account_id.uuid()).one(&txn).await.db()?;
+        let refusal = match account {
+            None => Some(Error::AccountNotFound),
+            Some(a) if !a.active => Some(Error::AccountInactive),
+            Some(a) if token.purpose == TokenPurpose::AccountSetup && a.password_hash.is_some() => {
+                Some(Error::PasswordAlreadySet)
+            }
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            txn.rollback().await.db()?;
+            return Err(refusal);
+        }
+        revoke_live_tokens(&txn, &[account_id], Revoke::purpose(token.purpose), token.created_at).await?;
+        reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&txn).await.db()?;
+        let sequence = match event {
+            Some(event) => Some(insert_event(&txn, event).await?),
+            // No event tells other replicas to drop what they cached of the tokens revoked.
+            None => {
+                notify_revoked(&txn, account_id).await?;
+                None
+            }
+        };
+        txn.commit().await.db()?;
+        Ok(sequence)
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn revoke_tokens(
+        &self,
+        id: AccountId,
+        purpose: Option<TokenPurpose>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        outbox_lock(&txn).await?;
+        if accounts::Entity::find_by_id(id.uuid()).one(&txn).await.db()?.is_none() {
+            txn.rollback().await.db()?;
+            return Ok(None);
+        }
+        let revoked = revoke_live_tokens(&txn, &[id], Revoke { keep: None, purpose }, now).await?;
+        notify_revoked(&txn, id).await?;
+        txn.commit().await.db()?;
+        Ok(Some(revoked))
     }
 }

@@ -11,6 +11,7 @@ use super::listen::{EVENTS_CHANNEL, OUTBOX_LOCK_KEY, REVOKED_CHANNEL};
 use super::row::event_model;
 use super::{Classify, millis};
 use crate::domain::event::{NewEvent, Sequence};
+use crate::domain::token::TokenPurpose;
 use crate::domain::{AccountId, Result};
 
 /// Takes the transaction-scoped outbox lock, the first lock of every write
@@ -50,30 +51,53 @@ pub(super) async fn notify_revoked<C: ConnectionTrait>(db: &C, account_id: Accou
     Ok(())
 }
 
-/// Revokes the accounts' live tokens (all but `keep`) and destroys the sealed copies
-/// of every token of the accounts that is no longer live.
+/// Which of an account's tokens a revocation ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Revoke {
+    /// Every token but this one (the one a Confirm consumes).
+    pub keep: Option<Uuid>,
+    /// Only tokens of this purpose; `None`: every purpose.
+    pub purpose: Option<TokenPurpose>,
+}
+
+impl Revoke {
+    pub const ALL: Revoke = Revoke { keep: None, purpose: None };
+
+    pub fn purpose(purpose: TokenPurpose) -> Self {
+        Revoke { keep: None, purpose: Some(purpose) }
+    }
+}
+
+/// Revokes the accounts' live tokens that `which` names and destroys the sealed copies
+/// of those tokens (with every other of the accounts' copies whose token is no longer
+/// live); how many live tokens were revoked.
 pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
     db: &C,
     accounts: &[AccountId],
-    keep: Option<Uuid>,
+    which: Revoke,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<u64> {
     let now = millis(now);
     let mut revoke = reset_tokens::Entity::update_many()
         .col_expr(reset_tokens::Column::RevokedAt, Expr::value(now))
         .filter(reset_tokens::Column::AccountId.is_in(accounts.iter().map(|a| a.uuid())))
         .filter(reset_tokens::Column::UsedAt.is_null())
-        .filter(reset_tokens::Column::RevokedAt.is_null());
-    if let Some(keep) = keep {
+        .filter(reset_tokens::Column::RevokedAt.is_null())
+        .filter(reset_tokens::Column::ExpiresAt.gt(now));
+    if let Some(keep) = which.keep {
         revoke = revoke.filter(reset_tokens::Column::Id.ne(keep));
     }
-    revoke.exec(db).await.db()?;
-    events::Entity::update_many()
+    if let Some(purpose) = which.purpose {
+        revoke = revoke.filter(reset_tokens::Column::Purpose.eq(purpose.code()));
+    }
+    let revoked = revoke.exec(db).await.db()?.rows_affected;
+    let mut destroy = events::Entity::update_many()
         .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
         .filter(events::Column::AccountId.is_in(accounts.iter().map(|a| a.uuid())))
-        .filter(events::Column::SealedToken.is_not_null())
-        .exec(db)
-        .await
-        .db()?;
-    Ok(())
+        .filter(events::Column::SealedToken.is_not_null());
+    if let Some(purpose) = which.purpose {
+        destroy = destroy.filter(events::Column::Purpose.eq(purpose.code()));
+    }
+    destroy.exec(db).await.db()?;
+    Ok(revoked)
 }

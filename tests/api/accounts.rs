@@ -23,7 +23,7 @@ async fn a_taken_email_is_already_exists_after_normalisation() {
     app.create_account("ada@example.com", None).await;
     let status = app
         .accounts()
-        .create_account(CreateAccountRequest { email: "ADA@example.com ".into(), password: None })
+        .create_account(CreateAccountRequest { email: "ADA@example.com ".into(), password: None, ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -43,12 +43,19 @@ async fn create_account_applies_the_password_policy() {
     let app = TestApp::spawn().await;
     let status = app
         .accounts()
-        .create_account(CreateAccountRequest { email: "ada@example.com".into(), password: Some("password1".into()) })
+        .create_account(CreateAccountRequest {
+            email: "ada@example.com".into(),
+            password: Some("password1".into()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(bad_request_fields(&status), ["password", "password"]);
-    let status =
-        app.accounts().create_account(CreateAccountRequest { email: "nope".into(), password: None }).await.unwrap_err();
+    let status = app
+        .accounts()
+        .create_account(CreateAccountRequest { email: "nope".into(), password: None, ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(bad_request_fields(&status), ["email"]);
 }
 

@@ -35,7 +35,7 @@ async fn each_role_needs_its_own_key() {
     let mut reset = PasswordResetServiceClient::new(app.channel.clone());
     let mut accounts = AccountServiceClient::new(app.channel.clone());
     let validate = || ValidateTokenRequest { token: "unknown".into() };
-    let create = || CreateAccountRequest { email: "ada@example.com".into(), password: None };
+    let create = || CreateAccountRequest { email: "ada@example.com".into(), password: None, ..Default::default() };
     let subscribe = || SubscribeEventsRequest { after_sequence: None };
 
     // reset role
@@ -75,7 +75,9 @@ async fn roles_without_a_key_are_open_on_loopback() {
     })
     .await;
     app.reset().validate_token(ValidateTokenRequest { token: "x".into() }).await.unwrap_err();
-    let status =
-        app.accounts().create_account(CreateAccountRequest { email: "a@example.com".into(), password: None }).await;
+    let status = app
+        .accounts()
+        .create_account(CreateAccountRequest { email: "a@example.com".into(), password: None, ..Default::default() })
+        .await;
     assert_eq!(code(status), Code::Unauthenticated);
 }

@@ -135,7 +135,10 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
     let emails: Vec<String> = (0..400).map(|n| format!("load{n}@example.com")).collect();
     let mut accounts = AccountServiceClient::new(server.channel.clone());
     for email in emails.iter().chain([&"marker@example.com".to_owned()]) {
-        accounts.create_account(CreateAccountRequest { email: email.clone(), password: None }).await.unwrap();
+        accounts
+            .create_account(CreateAccountRequest { email: email.clone(), password: None, ..Default::default() })
+            .await
+            .unwrap();
     }
 
     // A subscriber following the stream, keeping its cursor as a notifier would.

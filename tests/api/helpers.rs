@@ -144,7 +144,11 @@ impl TestApp {
 
     pub async fn create_account(&self, email: &str, password: Option<&str>) -> proto::Account {
         self.accounts()
-            .create_account(CreateAccountRequest { email: email.into(), password: password.map(Into::into) })
+            .create_account(CreateAccountRequest {
+                email: email.into(),
+                password: password.map(Into::into),
+                ..Default::default()
+            })
             .await
             .expect("create account")
             .into_inner()

@@ -49,7 +49,11 @@ async fn metrics_carry_the_conventional_grpc_series_and_domain_series() {
 #[tokio::test]
 async fn a_request_id_is_kept_or_created_and_echoed() {
     let app = TestApp::spawn().await;
-    let mut request = tonic::Request::new(CreateAccountRequest { email: "ada@example.com".into(), password: None });
+    let mut request = tonic::Request::new(CreateAccountRequest {
+        email: "ada@example.com".into(),
+        password: None,
+        ..Default::default()
+    });
     request.metadata_mut().insert("x-request-id", "req-42".parse().unwrap());
     let response = app.accounts().create_account(request).await.unwrap();
     assert_eq!(response.metadata().get("x-request-id").unwrap(), "req-42");

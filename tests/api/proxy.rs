@@ -146,7 +146,11 @@ impl Proxied {
 
     async fn token_for(&self, email: &str) -> String {
         self.accounts()
-            .create_account(CreateAccountRequest { email: email.into(), password: Some(STRONG.into()) })
+            .create_account(CreateAccountRequest {
+                email: email.into(),
+                password: Some(STRONG.into()),
+                ..Default::default()
+            })
             .await
             .expect("create account through nginx");
         let mut events = self.subscribe(None).await;
@@ -287,7 +291,11 @@ async fn at_shutdown_nginx_sees_not_serving_while_calls_still_complete() {
     .await;
     proxied
         .accounts()
-        .create_account(CreateAccountRequest { email: "ada@example.com".into(), password: Some(STRONG.into()) })
+        .create_account(CreateAccountRequest {
+            email: "ada@example.com".into(),
+            password: Some(STRONG.into()),
+            ..Default::default()
+        })
         .await
         .expect("create");
     let channel = proxied.channel();

@@ -8,7 +8,7 @@ use pwreset::domain::email::Email;
 use pwreset::domain::event::{EventKind, NewEvent};
 use pwreset::domain::persistence::{EventStore, Inserted, OutboxWrite, TokenCap};
 use pwreset::domain::seal::SealedToken;
-use pwreset::domain::token::{NewToken, TokenDigest};
+use pwreset::domain::token::{NewToken, TokenDigest, TokenPurpose};
 use pwreset::domain::{Account, AccountId, ClientInfo};
 use pwreset::store::entity::{events, reset_tokens};
 use pwreset::store::{Store, millis};
@@ -33,6 +33,7 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         expires_at,
         client_ip: "203.0.113.9".into(),
         user_agent: "test".into(),
+        purpose: TokenPurpose::PasswordReset,
     };
     let account = Account {
         id: account_id,
@@ -40,9 +41,10 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         active: true,
         has_usable_password: true,
         created_at: now,
+        password_changed_at: None,
     };
     let sealed = SealedToken { key_id: 1, bytes: vec![7; 40] };
-    let event = NewEvent::token_created(now, Duration::ZERO, &account, id, sealed, expires_at, &client(), "en-GB");
+    let event = NewEvent::token_created(Duration::ZERO, &account, &token, sealed, "en-GB");
     OutboxWrite { token: Some(token), event, cap }
 }
 

@@ -76,7 +76,7 @@ async fn a_client_certificate_grants_the_roles_it_names() {
         .await;
     assert_eq!(code(validate), Code::NotFound, "authorised for reset");
     let create = AccountServiceClient::new(ch)
-        .create_account(CreateAccountRequest { email: "ada@example.com".into(), password: None })
+        .create_account(CreateAccountRequest { email: "ada@example.com".into(), password: None, ..Default::default() })
         .await;
     assert_eq!(code(create), Code::PermissionDenied, "not for accounts");
 }
@@ -99,7 +99,11 @@ async fn a_certificate_from_an_unknown_ca_is_refused() {
         Err(_) => true,
         Ok(ch) => {
             let call = AccountServiceClient::new(ch)
-                .create_account(CreateAccountRequest { email: "ada@example.com".into(), password: None })
+                .create_account(CreateAccountRequest {
+                    email: "ada@example.com".into(),
+                    password: None,
+                    ..Default::default()
+                })
                 .await;
             call.is_err_and(|s| s.code() != Code::Ok)
         }

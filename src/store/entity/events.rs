@@ -6,7 +6,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub sequence: i64,
     pub occurred_at: i64,
-    /// 1 = TokenCreated, 2 = PasswordChanged.
+    /// 1 = TokenCreated, 2 = PasswordChanged, 3 = ResetRequestedForUnknownEmail.
     pub kind: i16,
     pub account_id: Uuid,
     pub email: String,
@@ -19,6 +19,10 @@ pub struct Model {
     pub user_agent: String,
     pub locale: String,
     pub retain_until: i64,
+    /// TokenCreated: the token's purpose (1 = password reset, 2 = account setup).
+    pub purpose: i16,
+    /// PasswordChanged: why (1 = reset, 2 = account setup, 3 = change).
+    pub reason: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub revoked_at: Option<i64>,
     pub client_ip: String,
     pub user_agent: String,
+    /// 1 = password reset, 2 = account setup.
+    pub purpose: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
