@@ -19,7 +19,7 @@ use clap::Parser;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
-use pwreset::proto::{Event, SubscribeEventsRequest, event};
+use pwreset::proto::{Event, PasswordChangeReason, SubscribeEventsRequest, TokenPurpose, event};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
@@ -37,6 +37,9 @@ struct Args {
     /// Reset link; `{token}` is replaced by the token (URL-safe already).
     #[arg(long, env = "NOTIFIER_RESET_URL")]
     reset_url: String,
+    /// Account-setup (invitation) link; `{token}` as above. Defaults to the reset link.
+    #[arg(long, env = "NOTIFIER_SETUP_URL")]
+    setup_url: Option<String>,
     /// Sender address.
     #[arg(long, env = "NOTIFIER_FROM", default_value = "Accounts <no-reply@example.com>")]
     from: Mailbox,
@@ -103,22 +106,51 @@ async fn follow(args: &Args, delivery: &Delivery) -> Result<()> {
 }
 
 fn render(args: &Args, event: Event) -> Result<Option<Message>> {
-    let (to, subject, body) = match event.kind {
+    let Some((to, subject, body)) = compose(args, event) else { return Ok(None) };
+    let message = Message::builder()
+        .from(args.from.clone())
+        .to(to.parse().with_context(|| format!("recipient {to}"))?)
+        .subject(subject)
+        .body(body)?;
+    Ok(Some(message))
+}
+
+/// The recipient, subject and body of an event's message, if it has one.
+fn compose(args: &Args, event: Event) -> Option<(String, &'static str, String)> {
+    Some(match event.kind {
         Some(event::Kind::TokenCreated(t)) if !t.token.is_empty() => {
-            let link = args.reset_url.replace("{token}", &t.token);
             let expires = t.expires_at.map(|e| format!(" It expires at {e} (UTC).")).unwrap_or_default();
-            let body = format!(
-                "Someone (hopefully you) asked to reset the password of the account {email}.\n\n\
-                 To choose a new password, open:\n\n  {link}\n\n\
-                 The link works once.{expires}\n\n\
-                 If you did not ask for this, ignore this message: your password stays as it is.\n",
-                email = t.email
-            );
-            (t.email, "Reset your password", body)
+            if t.purpose == TokenPurpose::AccountSetup as i32 {
+                let url = args.setup_url.as_deref().unwrap_or(&args.reset_url);
+                let link = url.replace("{token}", &t.token);
+                let body = format!(
+                    "An account was created for you: {email}.\n\n\
+                     To choose your password and start using it, open:\n\n  {link}\n\n\
+                     The link works once.{expires}\n\n\
+                     If you did not expect this invitation, ignore this message.\n",
+                    email = t.email
+                );
+                (t.email, "Set up your account", body)
+            } else {
+                let link = args.reset_url.replace("{token}", &t.token);
+                let body = format!(
+                    "Someone (hopefully you) asked to reset the password of the account {email}.\n\n\
+                     To choose a new password, open:\n\n  {link}\n\n\
+                     The link works once.{expires}\n\n\
+                     If you did not ask for this, ignore this message: your password stays as it is.\n",
+                    email = t.email
+                );
+                (t.email, "Reset your password", body)
+            }
         }
         Some(event::Kind::PasswordChanged(p)) => {
+            let how = match PasswordChangeReason::try_from(p.reason) {
+                Ok(PasswordChangeReason::AccountSetup) => "was set for the first time",
+                Ok(PasswordChangeReason::Change) => "was changed by its owner",
+                _ => "was reset",
+            };
             let body = format!(
-                "The password of the account {} was just changed.\n\n\
+                "The password of the account {} {how}.\n\n\
                  If this was not you, contact support at once.\n",
                 p.email
             );
@@ -132,14 +164,8 @@ fn render(args: &Args, event: Event) -> Result<Option<Message>> {
             (u.email, "Password reset request", body)
         }
         // A token that is no longer live, or a kind this notifier does not know.
-        _ => return Ok(None),
-    };
-    let message = Message::builder()
-        .from(args.from.clone())
-        .to(to.parse().with_context(|| format!("recipient {to}"))?)
-        .subject(subject)
-        .body(body)?;
-    Ok(Some(message))
+        _ => return None,
+    })
 }
 
 async fn deliver(delivery: &Delivery, sequence: u64, message: Message) -> Result<()> {
@@ -171,4 +197,48 @@ fn write_cursor(path: &Path, sequence: u64) -> Result<()> {
     std::fs::write(&tmp, sequence.to_string())?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args() -> Args {
+        Args::parse_from([
+            "notifier",
+            "--reset-url",
+            "https://app.example/reset?token={token}",
+            "--setup-url",
+            "https://app.example/welcome?token={token}",
+            "--out-dir",
+            "outbox",
+        ])
+    }
+
+    fn created(purpose: TokenPurpose) -> Event {
+        Event {
+            sequence: 1,
+            occurred_at: None,
+            kind: Some(event::Kind::TokenCreated(pwreset::proto::TokenCreated {
+                email: "ada@example.com".into(),
+                token: "TOKEN".into(),
+                purpose: purpose as i32,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_message_and_link() -> Result<()> {
+        let (to, subject, body) = compose(&args(), created(TokenPurpose::PasswordReset)).context("a message")?;
+        assert_eq!((to.as_str(), subject), ("ada@example.com", "Reset your password"));
+        assert!(body.contains("https://app.example/reset?token=TOKEN"), "{body}");
+        let (_, subject, body) = compose(&args(), created(TokenPurpose::AccountSetup)).context("a message")?;
+        assert_eq!(subject, "Set up your account");
+        assert!(body.contains("https://app.example/welcome?token=TOKEN"), "{body}");
+        assert!(!body.contains("/reset?"));
+        assert!(render(&args(), created(TokenPurpose::AccountSetup))?.is_some(), "a valid message");
+        Ok(())
+    }
 }

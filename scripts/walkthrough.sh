@@ -32,18 +32,25 @@ fi
 cd "$work"
 touch server.log
 
-# The walkthrough: the README's first sh block that calls grpcurl, verbatim.
-python3 - "$root/README.md" "$address" > walkthrough.sh <<'PY'
+# The walkthrough: the README's sh blocks that start with `A=127.0.0.1:50051` (the
+# reset flow, then inviting a user), each verbatim, in order.
+python3 - "$root/README.md" "$address" "$work" <<'PY'
 import re, sys
 blocks = re.findall(r"```sh\n(.*?)```", open(sys.argv[1]).read(), re.S)
-block = next(b for b in blocks if "grpcurl" in b)
+blocks = [b for b in blocks if b.startswith("A=127.0.0.1:50051")]
+assert len(blocks) == 2, f"expected the walkthrough's two blocks, found {len(blocks)}"
 address = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
-if address:
-    block = block.replace("A=127.0.0.1:50051", "A=" + address, 1)
-print(block)
+for i, block in enumerate(blocks):
+    if address:
+        block = block.replace("A=127.0.0.1:50051", "A=" + address, 1)
+    open(f"{sys.argv[3]}/walkthrough{i}.sh", "w").write(block)
 PY
-# As a person would paste it into a shell: -e only (grpcurl -max-time exits non-zero on purpose).
-bash -e walkthrough.sh > walkthrough.out 2>&1 || { cat walkthrough.out; cat server.log; exit 1; }
+# As a person would paste each into a shell: -e only (grpcurl -max-time exits non-zero on purpose).
+bash -e walkthrough0.sh > walkthrough.out 2>&1 || { cat walkthrough.out; cat server.log; exit 1; }
+{ bash -e walkthrough1.sh > invite.out 2>&1 && cat invite.out; } || { cat invite.out; cat server.log; exit 1; }
+grep -q '"purpose": "TOKEN_PURPOSE_ACCOUNT_SETUP"' invite.json || { echo "no setup token event"; cat invite.out; exit 1; }
+grep -q '"reason": "PASSWORD_CHANGE_REASON_ACCOUNT_SETUP"' invite.out || { echo "no setup PasswordChanged"; cat invite.out; exit 1; }
+grep -q '"hasUsablePassword": true' invite.out || { echo "the invited account has no password"; cat invite.out; exit 1; }
 
 grep -q '"tokenCreated"' events.json || { echo "no TokenCreated event"; cat events.json; exit 1; }
 grep -q '"passwordChanged"' events.json || { echo "no PasswordChanged event"; cat events.json; exit 1; }
