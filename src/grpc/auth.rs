@@ -287,6 +287,17 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_is_named_by_a_fingerprint_of_its_key_never_the_key() {
+        let CallerName(name) = CallerName::new(Role::Accounts, Some(b"accounts-key-0123456789"), None);
+        assert!(name.starts_with("key accounts/"), "{name}");
+        assert_eq!(name.len(), "key accounts/".len() + 8);
+        assert!(!name.contains("accounts-key"));
+        let CallerName(other) = CallerName::new(Role::Accounts, Some(b"accounts-key-9876543210"), None);
+        assert_ne!(name, other, "two keys of one role are told apart");
+        assert_eq!(CallerName::new(Role::Accounts, None, None).0, "anonymous");
+    }
+
+    #[test]
     fn maps_paths_to_roles() {
         assert_eq!(Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"), Some(Role::Reset));
         assert_eq!(
