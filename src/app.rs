@@ -127,7 +127,11 @@ impl App {
             core.clone(),
             Arc::clone(&hasher),
             minter.clone(),
-            AccountSettings { passwords: config.passwords.clone(), tokens: config.tokens.clone() },
+            AccountSettings {
+                passwords: config.passwords.clone(),
+                tokens: config.tokens.clone(),
+                imports: config.hasher.imports,
+            },
             Arc::clone(&limits),
             Arc::clone(&guard),
         ));

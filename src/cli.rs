@@ -168,6 +168,23 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_HASH_QUEUE_DEPTH", default_value_t = 64, global = true)]
     pub hash_queue_depth: usize,
 
+    /// Accept imported hashes made with fast or unsalted digests (Django's md5$, sha1$,
+    /// unsalted_md5$, unsalted_sha1$). Off: they are refused.
+    #[arg(long, env = "PWRESET_ALLOW_WEAK_IMPORTED_HASHES", global = true)]
+    pub allow_weak_imported_hashes: bool,
+
+    /// Highest PBKDF2 iteration count accepted in an imported hash.
+    #[arg(long, env = "PWRESET_IMPORT_MAX_PBKDF2_ITERATIONS", default_value_t = 2_000_000, global = true)]
+    pub import_max_pbkdf2_iterations: u32,
+
+    /// Highest bcrypt cost accepted in an imported hash.
+    #[arg(long, env = "PWRESET_IMPORT_MAX_BCRYPT_COST", default_value_t = 14, global = true)]
+    pub import_max_bcrypt_cost: u32,
+
+    /// Most memory (KiB) an imported argon2 or scrypt hash may ask for.
+    #[arg(long, env = "PWRESET_IMPORT_MAX_MEMORY_KIB", default_value_t = 262_144, global = true)]
+    pub import_max_memory_kib: u32,
+
     /// Per-client-IP limit on RequestToken, as COUNT/PERIOD or "off".
     #[arg(long, env = "PWRESET_RATE_REQUEST_TOKEN", default_value = "10/1m", global = true)]
     pub rate_request_token: RateArg,

@@ -12,6 +12,7 @@ pub use crate::cli::{DatabaseUrl, Secret};
 use crate::cli::{GeneratorKind, Settings};
 use crate::domain::guard::FailureLimit;
 use crate::domain::hasher::HasherSettings;
+use crate::domain::imported::ImportLimits;
 use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
 use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
@@ -203,7 +204,15 @@ impl TryFrom<&Settings> for Config {
 
         let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let mut hasher = HasherSettings { params, queue_depth: s.hash_queue_depth.max(1), ..HasherSettings::default() };
+        let imports = ImportLimits {
+            max_pbkdf2_iterations: s.import_max_pbkdf2_iterations,
+            max_bcrypt_cost: s.import_max_bcrypt_cost,
+            max_memory_kib: s.import_max_memory_kib,
+            allow_weak: s.allow_weak_imported_hashes,
+            ..ImportLimits::default()
+        };
+        let mut hasher =
+            HasherSettings { params, queue_depth: s.hash_queue_depth.max(1), imports, ..HasherSettings::default() };
         if let Some(workers) = s.hash_workers {
             if workers == 0 {
                 bail!("--hash-workers must be at least 1");
@@ -306,6 +315,7 @@ impl Config {
                 params: Params::new(64, 1, 1, None).unwrap_or_default(),
                 workers: 2,
                 queue_depth: 64,
+                imports: ImportLimits::default(),
             },
             limits: RateLimits::default(),
             clients: ClientIpSettings::default(),

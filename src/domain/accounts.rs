@@ -12,6 +12,7 @@ use super::error::{Error, Result};
 use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
+use super::imported::{self, ImportLimits};
 use super::limits::{Limits, Rpc};
 use super::mint::Minter;
 use super::password::{NormalisedPassword, Password, PasswordPolicy};
@@ -32,6 +33,19 @@ pub struct AccountService {
 pub struct AccountSettings {
     pub passwords: PasswordPolicy,
     pub tokens: TokenPolicy,
+    pub imports: ImportLimits,
+}
+
+/// What a new account starts with.
+#[derive(Debug)]
+pub enum Credential {
+    /// No usable password (an invitation may follow).
+    None,
+    /// A password, checked against the policy and hashed here.
+    Password(Password),
+    /// A hash made by another system (a migration), kept until its first successful
+    /// check rehashes it.
+    Imported(String),
 }
 
 /// How an issued token reaches its user.
@@ -86,19 +100,20 @@ impl AccountService {
     pub async fn create_account(
         &self,
         email: Email,
-        password: Option<Password>,
+        credential: Credential,
         setup: Option<Locale>,
         client: &ClientInfo,
     ) -> Result<Account> {
-        if setup.is_some() && password.is_some() {
+        if setup.is_some() && !matches!(credential, Credential::None) {
             return Err(Error::invalid("send_setup_token", "only for an account created without a password"));
         }
-        let password_hash = match password {
-            Some(password) => {
+        let password_hash = match credential {
+            Credential::Password(password) => {
                 let password = self.settings.passwords.check(&password, &email, "password")?;
                 Some(self.hasher.hash(password).await?)
             }
-            None => None,
+            Credential::Imported(hash) => Some(imported::accept(&hash, &self.settings.imports, "password_hash")?),
+            Credential::None => None,
         };
         let now = self.core.clock.now();
         let account = Account {

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use super::error::{Error, Result};
+use super::imported::{self, ImportLimits};
 use super::password::NormalisedPassword;
 
 const SALT_LEN: usize = 16;
@@ -31,12 +32,14 @@ pub struct HasherSettings {
     pub workers: usize,
     /// Jobs waiting for a worker before new ones are refused.
     pub queue_depth: usize,
+    /// The work factors accepted in imported hashes (see `imported`).
+    pub imports: ImportLimits,
 }
 
 impl Default for HasherSettings {
     fn default() -> Self {
         let workers = thread::available_parallelism().map_or(2, |n| n.get());
-        Self { params: Params::DEFAULT, workers, queue_depth: 64 }
+        Self { params: Params::DEFAULT, workers, queue_depth: 64, imports: ImportLimits::default() }
     }
 }
 
@@ -65,13 +68,13 @@ impl Hasher {
     pub fn start(settings: &HasherSettings) -> anyhow::Result<Self> {
         let (queue, jobs) = mpsc::sync_channel(settings.queue_depth.max(1));
         let jobs = Arc::new(Mutex::new(jobs));
-        let mut dummy_worker = Worker::new(settings.params.clone());
+        let mut dummy_worker = Worker::new(settings.params.clone(), settings.imports);
         let mut random = [0u8; 32];
         rand::rngs::SysRng.try_fill_bytes(&mut random).map_err(|e| anyhow!("OS RNG: {e}"))?;
         let dummy = dummy_worker.hash(&random).context("hashing the dummy password")?;
         for n in 0..settings.workers.max(1) {
             let jobs = Arc::clone(&jobs);
-            let worker = Worker::new(settings.params.clone());
+            let worker = Worker::new(settings.params.clone(), settings.imports);
             thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || worker.run(&jobs))
@@ -114,12 +117,13 @@ impl Hasher {
 struct Worker {
     params: Params,
     memory: Vec<Block>,
+    imports: ImportLimits,
 }
 
 impl Worker {
-    fn new(params: Params) -> Self {
+    fn new(params: Params, imports: ImportLimits) -> Self {
         let memory = vec![Block::new(); params.block_count()];
-        Self { params, memory }
+        Self { params, memory, imports }
     }
 
     fn run(mut self, jobs: &Mutex<Receiver<(Job, Span, Instant)>>) {
@@ -159,6 +163,14 @@ impl Worker {
     }
 
     fn verify(&mut self, password: &[u8], phc: &str) -> anyhow::Result<Verified> {
+        if !phc.starts_with("$argon2id$") {
+            // Imported from another system: its own algorithm, then the server's argon2id.
+            return Ok(if imported::verify(password, phc, &self.imports)? {
+                Verified::YesRehashed(self.hash(password)?)
+            } else {
+                Verified::No
+            });
+        }
         let parsed = PasswordHash::new(phc).map_err(|e| anyhow!("stored hash is not a PHC string: {e}"))?;
         if parsed.algorithm != ARGON2ID_IDENT {
             return Err(anyhow!("stored hash is not argon2id"));
@@ -209,7 +221,12 @@ mod tests {
     use crate::domain::password::Password;
 
     fn cheap() -> HasherSettings {
-        HasherSettings { params: Params::new(64, 1, 1, None).unwrap_or_default(), workers: 1, queue_depth: 4 }
+        HasherSettings {
+            params: Params::new(64, 1, 1, None).unwrap_or_default(),
+            workers: 1,
+            queue_depth: 4,
+            imports: ImportLimits::default(),
+        }
     }
 
     fn pw(s: &str) -> NormalisedPassword {

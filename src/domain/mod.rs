@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod hasher;
+pub mod imported;
 pub mod keys;
 pub mod limits;
 pub mod mint;

@@ -8,7 +8,7 @@ use tracing::field::Empty;
 use super::auth::CallerName;
 use super::client::ClientIpSettings;
 use super::convert::{duration, purpose, timestamp};
-use crate::domain::accounts::{AccountKey, AccountService, Delivery, TokenRequest};
+use crate::domain::accounts::{AccountKey, AccountService, Credential, Delivery, TokenRequest};
 use crate::domain::email::Email;
 use crate::domain::password::Password;
 use crate::domain::{AccountId, Error, Locale};
@@ -30,11 +30,19 @@ impl AccountServiceRpc for AccountGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "CreateAccount", client_ip = Empty))]
     async fn create_account(&self, req: Request<CreateAccountRequest>) -> Result<Response<proto::Account>, Status> {
         let client = self.clients.of(&req);
-        let CreateAccountRequest { email, password, send_setup_token, locale } = req.into_inner();
+        let CreateAccountRequest { email, password, send_setup_token, locale, password_hash } = req.into_inner();
         let email = Email::parse(&email)?;
         let locale = Locale::parse(locale)?;
         let setup = send_setup_token.then_some(locale);
-        let account = self.accounts.create_account(email, password.map(Password::new), setup, &client).await?;
+        let credential = match (password, password_hash.is_empty()) {
+            (None, true) => Credential::None,
+            (Some(password), true) => Credential::Password(Password::new(password)),
+            (None, false) => Credential::Imported(password_hash),
+            (Some(_), false) => {
+                return Err(Error::invalid("password_hash", "set either password or password_hash").into());
+            }
+        };
+        let account = self.accounts.create_account(email, credential, setup, &client).await?;
         Ok(Response::new(account.into()))
     }
 

@@ -11,6 +11,7 @@ mod chaos;
 mod events;
 mod hardening;
 mod helpers;
+mod imported;
 mod lifecycle;
 mod operate;
 mod proxy;
