@@ -80,6 +80,19 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     store.close().await
 }
 
+/// `pwreset import FILE`: the accounts of `file` into the configured database
+/// (migrated first unless `--no-migrate`).
+pub async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<crate::import::Summary> {
+    let store = Store::connect(&config.database_url, 2).await?;
+    if config.migrate {
+        store.migrate().await?;
+    }
+    let now = crate::domain::clock::Clock::now(&crate::domain::clock::SystemClock);
+    let summary = crate::import::import(file, &store, &config.hasher.imports, now).await;
+    store.close().await?;
+    summary
+}
+
 impl App {
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<App> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;

@@ -17,7 +17,7 @@ pub struct Cli {
     pub settings: Settings,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+#[derive(Debug, Clone, Subcommand, PartialEq, Eq)]
 pub enum Command {
     /// Run the gRPC server (applies pending migrations first unless --no-migrate).
     Serve,
@@ -25,6 +25,13 @@ pub enum Command {
     Migrate,
     /// Delete expired tokens and events past retention, print how many, exit.
     Purge,
+    /// Import accounts with existing password hashes from JSON lines or CSV (a file
+    /// ending in .csv, with a header): email, password_hash, and optionally active,
+    /// created_at. Existing e-mails are skipped; exits non-zero if any line was refused.
+    Import {
+        /// The file to import.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod import;
 pub mod proto;
 pub mod store;
 pub mod telemetry;

@@ -133,7 +133,7 @@ impl AccountService {
             }
             None => None,
         };
-        let new = NewAccount { id: account.id, email: account.email, password_hash, created_at: now };
+        let new = NewAccount { id: account.id, email: account.email, password_hash, active: true, created_at: now };
         let (account, sequence) = self.core.store.create_account(new, setup).await?;
         if let Some(sequence) = sequence {
             self.core.bus.published(sequence);

@@ -27,6 +27,7 @@ pub struct NewAccount {
     pub id: AccountId,
     pub email: Email,
     pub password_hash: Option<String>,
+    pub active: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -113,6 +114,9 @@ pub trait AccountStore: Send + Sync {
     /// and its event are written in the same transaction; the event's sequence is returned.
     async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>>;
+    /// Inserts the accounts whose e-mail is not taken, in one transaction, never
+    /// overwriting one; how many were inserted.
+    async fn import_accounts(&self, accounts: &[NewAccount]) -> Result<u64>;
     /// The accounts of any of `emails`, in one query (the token writer's batch).
     async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>>;
     async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRecord>>;

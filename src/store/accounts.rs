@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
 use tracing::instrument;
 
@@ -20,16 +20,7 @@ use crate::domain::{Account, AccountId, Error, Result};
 impl AccountStore for Store {
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)> {
-        let now = millis(new.created_at);
-        let model = accounts::ActiveModel {
-            id: Set(new.id.uuid()),
-            email: Set(new.email.as_str().to_owned()),
-            password_changed_at: Set(new.password_hash.is_some().then_some(now)),
-            password_hash: Set(new.password_hash),
-            active: Set(true),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let model = account_model(new);
         let _turn = self.write_turn().await;
         let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox first for a transaction that writes an
@@ -61,6 +52,23 @@ impl AccountStore for Store {
         let row =
             accounts::Entity::find().filter(accounts::Column::Email.eq(email.as_str())).one(&self.db).await.db()?;
         Ok(row.map(to_record))
+    }
+
+    #[instrument(skip_all, err, level = "debug", fields(accounts = new.len()))]
+    async fn import_accounts(&self, new: &[NewAccount]) -> Result<u64> {
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<_> = new.iter().cloned().map(account_model).collect();
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        let inserted = accounts::Entity::insert_many(rows)
+            .on_conflict(OnConflict::column(accounts::Column::Email).do_nothing().to_owned())
+            .exec_without_returning(&txn)
+            .await
+            .db()?;
+        txn.commit().await.db()?;
+        Ok(inserted)
     }
 
     #[instrument(skip_all, err, level = "debug", fields(emails = emails.len()))]
@@ -151,6 +159,20 @@ impl AccountStore for Store {
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
+    }
+}
+
+/// The row of a new account; a password set at creation counts as a change then.
+fn account_model(new: NewAccount) -> accounts::ActiveModel {
+    let now = millis(new.created_at);
+    accounts::ActiveModel {
+        id: Set(new.id.uuid()),
+        email: Set(new.email.as_str().to_owned()),
+        password_changed_at: Set(new.password_hash.is_some().then_some(now)),
+        password_hash: Set(new.password_hash),
+        active: Set(new.active),
+        created_at: Set(now),
+        updated_at: Set(now),
     }
 }
 

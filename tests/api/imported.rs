@@ -105,3 +105,67 @@ async fn malformed_unknown_or_too_costly_hashes_are_refused_naming_the_field() {
     let status = app.accounts().create_account(both).await.unwrap_err();
     assert_eq!(bad_request_fields(&status), ["password_hash"]);
 }
+
+/// Runs `pwreset import FILE` against the app's database; (exit code, stdout).
+fn run_import(app: &TestApp, file: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pwreset"))
+        .args(["import", file.to_str().unwrap(), "--no-migrate", "--database-url", app.db.url()])
+        .args(extra)
+        .env_remove("PWRESET_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!stdout.contains("imported ") || output.status.code().is_some(), "{output:?}");
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test]
+async fn the_import_command_brings_django_hashes_and_is_idempotent() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    // The fixture's extra fields (format, the plaintext, …) are ignored by the importer.
+    let file = dir.path().join("users.jsonl");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/imported_hashes.jsonl"), &file).unwrap();
+    app.create_account("md5@example.com", Some(STRONG)).await;
+
+    let (code, out) = run_import(&app, &file, &["--allow-weak-imported-hashes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("imported 14, skipped 1 (e-mail already present), refused 0"), "{out}");
+    for f in fixtures().iter().filter(|f| f.email != "md5@example.com") {
+        assert!(verify(&app, &f.email, &f.password).await, "{} imported and verifies", f.format);
+    }
+    assert!(verify(&app, "md5@example.com", STRONG).await, "an existing account is never overwritten");
+
+    let (code, out) = run_import(&app, &file, &["--allow-weak-imported-hashes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("imported 0, skipped 15"), "idempotent: {out}");
+}
+
+#[tokio::test]
+async fn refused_lines_are_reported_by_number_and_fail_the_command() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let good = &fixtures()[0];
+    let file = dir.path().join("users.csv");
+    let csv = format!(
+        "email,password_hash,active,created_at\n\
+         {email},{hash},false,2020-05-01T10:00:00Z\n\
+         not-an-email,{hash},,\n\
+         weak@example.com,md5$salt$0123456789abcdef0123456789abcdef,,\n\
+         late@example.com,{hash},true,yesterday\n",
+        email = good.email,
+        hash = good.password_hash
+    );
+    std::fs::write(&file, csv).unwrap();
+    let (code, out) = run_import(&app, &file, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("imported 1, skipped 0 (e-mail already present), refused 3"), "{out}");
+    assert!(out.contains("line 3: email"), "{out}");
+    assert!(out.contains("line 4: password_hash") && out.contains("--allow-weak-imported-hashes"), "{out}");
+    assert!(out.contains("line 5: created_at"), "{out}");
+    let key = Some(pwreset::proto::get_account_request::Key::Email(good.email.clone()));
+    let account = app.accounts().get_account(pwreset::proto::GetAccountRequest { key }).await.unwrap().into_inner();
+    assert!(!account.active, "active=false imported");
+    assert_eq!(account.created_at.map(|t| t.seconds), Some(1_588_327_200), "created_at imported");
+    assert!(!verify(&app, &good.email, &good.password).await, "inactive: refused like any inactive account");
+}
