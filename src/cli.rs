@@ -155,6 +155,17 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_PASSWORD_MIN_SCORE", default_value_t = 3, global = true)]
     pub password_min_score: u8,
 
+    /// A list of compromised passwords checked on every new password, added to the
+    /// built-in 30,000 most common: Have I Been Pwned's download (SHA1-HEX:count, sorted
+    /// by hash; searched in place) or plain text, one password per line (held in memory).
+    #[arg(long, env = "PWRESET_BREACHED_PASSWORDS", global = true)]
+    pub breached_passwords: Option<PathBuf>,
+
+    /// Refuse a new password equal to any of the account's last N (the current one
+    /// included), 0 to 24; older hashes are deleted.
+    #[arg(long, env = "PWRESET_PASSWORD_HISTORY", default_value_t = 0, global = true)]
+    pub password_history: u32,
+
     /// Argon2id memory cost in KiB.
     #[arg(long, env = "PWRESET_ARGON2_MEMORY_KIB", default_value_t = 19_456, global = true)]
     pub argon2_memory_kib: u32,

@@ -10,11 +10,13 @@ use argon2::Params;
 
 pub use crate::cli::{DatabaseUrl, Secret};
 use crate::cli::{GeneratorKind, Settings};
+use crate::domain::breached::BreachedPasswords;
 use crate::domain::guard::FailureLimit;
 use crate::domain::hasher::HasherSettings;
 use crate::domain::imported::ImportLimits;
 use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
+use crate::domain::password::MAX_PASSWORD_HISTORY;
 use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
 use crate::domain::token::{TokenGenerator, TokenPolicy};
 use crate::grpc::auth::{CallerKey, Role};
@@ -202,6 +204,14 @@ impl TryFrom<&Settings> for Config {
             bail!("--password-min-score must be between 0 and 4");
         }
 
+        if s.password_history > MAX_PASSWORD_HISTORY {
+            bail!("--password-history must be between 0 and {MAX_PASSWORD_HISTORY}");
+        }
+        let breached = match &s.breached_passwords {
+            Some(path) => BreachedPasswords::with_file(path).context("--breached-passwords")?,
+            None => BreachedPasswords::default(),
+        };
+
         let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let imports = ImportLimits {
@@ -268,6 +278,8 @@ impl TryFrom<&Settings> for Config {
                 min_length: s.password_min_length,
                 max_length: s.password_max_length,
                 min_score: s.password_min_score,
+                breached,
+                history: s.password_history,
             },
             hasher,
             limits,

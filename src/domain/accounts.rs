@@ -12,6 +12,7 @@ use super::error::{Error, Result};
 use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
+use super::history::refuse_reuse;
 use super::imported::{self, ImportLimits};
 use super::limits::{Limits, Rpc};
 use super::mint::Minter;
@@ -233,11 +234,15 @@ impl AccountService {
         if new_normalised.same_as(&current.normalised_for("current_password")?) {
             return Err(Error::policy("new_password", "same_as_current", "must differ from the current password"));
         }
+        // The current password is the one just compared; the rest of the history is kept.
+        let depth = self.settings.passwords.history.saturating_sub(1);
+        refuse_reuse(&self.hasher, &self.core.store, id, None, &new, depth, "new_password").await?;
         let new_hash = self.hasher.hash(new_normalised).await?;
         let now = self.core.clock.now();
         let reason = PasswordChangeReason::Change;
         let event = NewEvent::password_changed(now, self.minter.event_retention(), &account, client, reason);
-        let change = PasswordChange { account_id: id, old_hash, new_hash, now };
+        let history_keep = self.settings.passwords.history.saturating_sub(1);
+        let change = PasswordChange { account_id: id, old_hash, new_hash, now, history_keep };
         let result = self.core.store.change_password(change, event).await;
         self.core.cache.forget(id, None);
         self.core.bus.published(result?);

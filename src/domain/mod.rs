@@ -4,6 +4,7 @@
 //! [`persistence`], which `store` implements (and where every transaction lives).
 
 pub mod accounts;
+pub mod breached;
 pub mod bus;
 pub mod cache;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod hasher;
+pub mod history;
 pub mod imported;
 pub mod keys;
 pub mod limits;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use unicode_normalization::UnicodeNormalization;
 
+use super::breached::BreachedPasswords;
 use super::email::Email;
 use super::error::{Error, PolicyViolation, Result};
 
@@ -24,11 +25,19 @@ pub struct PasswordPolicy {
     pub max_length: usize,
     /// Lowest acceptable zxcvbn score, 0–4 (default 3).
     pub min_score: u8,
+    /// Compromised passwords (default: the built-in list of common ones).
+    pub breached: BreachedPasswords,
+    /// How many of an account's passwords, the current one included, a new one must
+    /// differ from (0: no history is kept).
+    pub history: u32,
 }
+
+/// The most passwords a history may hold (each costs one argon2 check per change).
+pub const MAX_PASSWORD_HISTORY: u32 = 24;
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_length: 15, max_length: 128, min_score: 3 }
+        Self { min_length: 15, max_length: 128, min_score: 3, breached: BreachedPasswords::default(), history: 0 }
     }
 }
 
@@ -92,11 +101,11 @@ impl PasswordPolicy {
             return Err(Error::WeakPassword { field, violations });
         }
         let normalised = password.normalised()?;
-        let violations = self.violations(&normalised.0, email);
+        let violations = self.violations(&normalised.0, email)?;
         if violations.is_empty() { Ok(normalised) } else { Err(Error::WeakPassword { field, violations }) }
     }
 
-    fn violations(&self, password: &str, email: &Email) -> Vec<PolicyViolation> {
+    fn violations(&self, password: &str, email: &Email) -> Result<Vec<PolicyViolation>> {
         let mut found = Vec::new();
         let length = password.chars().count();
         if length < self.min_length {
@@ -111,13 +120,20 @@ impl PasswordPolicy {
                 description: format!("must be at most {} characters", self.max_length),
             });
             // Long inputs are refused before the estimator, which is superlinear in length.
-            return found;
+            return Ok(found);
         }
         let local = email.local_part();
         if local.chars().count() >= 3 && password.to_lowercase().contains(local) {
             found.push(PolicyViolation {
                 rule: "contains_email",
                 description: "must not contain the e-mail address".into(),
+            });
+        }
+        // A short read of the list's file (or none): the page cache serves it.
+        if self.breached.contains(password).map_err(|e| Error::Internal(e.context("the breached-password list")))? {
+            found.push(PolicyViolation {
+                rule: "breached",
+                description: "is on a list of compromised or commonly used passwords".into(),
             });
         }
         if !password.is_empty() {
@@ -129,7 +145,7 @@ impl PasswordPolicy {
                 });
             }
         }
-        found
+        Ok(found)
     }
 }
 
@@ -157,6 +173,7 @@ mod tests {
     #[test]
     fn reports_each_failed_rule() {
         assert_eq!(rules("short"), ["min_length", "too_guessable"]);
+        assert_eq!(rules("password"), ["min_length", "breached", "too_guessable"]);
         assert_eq!(rules("ada.lovelace-1815-x9!Qz"), ["contains_email"]);
         assert_eq!(rules("passwordpassword"), ["too_guessable"]);
         assert_eq!(rules(&"x".repeat(129)), ["max_length"]);

@@ -46,6 +46,8 @@ pub struct PasswordChange {
     pub old_hash: String,
     pub new_hash: String,
     pub now: DateTime<Utc>,
+    /// Previous hashes kept as history (the replaced one becomes the newest).
+    pub history_keep: u32,
 }
 
 /// What `Confirm` commits at once.
@@ -55,6 +57,8 @@ pub struct Confirmation {
     pub account_id: AccountId,
     pub password_hash: String,
     pub now: DateTime<Utc>,
+    /// Previous hashes kept as history (the replaced one, if any, becomes the newest).
+    pub history_keep: u32,
 }
 
 /// One entry of a token batch: an event, with the token it announces.
@@ -130,6 +134,10 @@ pub trait AccountStore: Send + Sync {
     /// `PasswordChangedConcurrently` when the hash changed (or the account went inactive)
     /// since it was verified.
     async fn change_password(&self, change: PasswordChange, event: NewEvent) -> Result<Sequence>;
+    /// The account's previous hashes, newest first, at most `limit`.
+    async fn password_history(&self, id: AccountId, limit: u32) -> Result<Vec<String>>;
+    /// Deletes every account's previous hashes beyond its `keep` newest; how many.
+    async fn trim_password_histories(&self, keep: u32) -> Result<u64>;
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ use super::error::{Error, Result};
 use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::Hasher;
+use super::history::refuse_reuse;
 use super::limits::{Limits, RateLimits, Rpc};
 use super::mint::Minter;
 use super::password::{Password, PasswordPolicy};
@@ -130,17 +131,30 @@ impl ResetService {
     pub async fn confirm(&self, token: RawToken, password: Password, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::Confirm, client)?;
         let record = self.live_token(&token).await?;
-        let account = match self.core.store.account_by_id(record.account_id).await? {
-            Some(a) if a.account.active => a.account,
+        let (account, current_hash) = match self.core.store.account_by_id(record.account_id).await? {
+            Some(a) if a.account.active => (a.account, a.password_hash),
             _ => return Err(Error::TokenNotFound),
         };
         Span::current().record("account_id", tracing::field::display(account.id));
-        let password = self.passwords.check(&password, &account.email, "new_password")?;
-        let password_hash = self.hasher.hash(password).await?;
+        let normalised = self.passwords.check(&password, &account.email, "new_password")?;
+        let depth = self.passwords.history;
+        refuse_reuse(
+            &self.hasher,
+            &self.core.store,
+            account.id,
+            current_hash.as_deref(),
+            &password,
+            depth,
+            "new_password",
+        )
+        .await?;
+        let password_hash = self.hasher.hash(normalised).await?;
         let now = self.core.clock.now();
         let reason = PasswordChangeReason::confirming(record.purpose);
         let event = NewEvent::password_changed(now, self.event_retention, &account, client, reason);
-        let confirmation = Confirmation { token_id: record.id, account_id: account.id, password_hash, now };
+        let history_keep = self.passwords.history.saturating_sub(1);
+        let confirmation =
+            Confirmation { token_id: record.id, account_id: account.id, password_hash, now, history_keep };
         let result = self.core.store.confirm(confirmation, event).await;
         // Whether it won or lost the race, the account's tokens changed.
         self.core.cache.forget(account.id, None);
@@ -195,8 +209,10 @@ impl ResetService {
         &self.core.cache
     }
 
-    /// Deletes expired tokens and events past retention; returns the counts.
+    /// Deletes expired tokens, events past retention and password history beyond
+    /// `--password-history`; returns the counts of the first two.
     pub async fn purge(&self) -> Result<PurgeCounts> {
+        self.core.store.trim_password_histories(self.passwords.history.saturating_sub(1)).await?;
         self.core.store.purge(self.core.clock.now()).await
     }
 }

@@ -8,6 +8,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, T
 use tracing::instrument;
 
 use super::entity::{accounts, reset_tokens};
+use super::history;
 use super::row::token_model;
 use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
@@ -141,6 +142,7 @@ impl AccountStore for Store {
         let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
         outbox_lock(&txn).await?;
+        history::keep_previous(&txn, c.account_id, c.history_keep, c.now).await?;
         let changed = accounts::Entity::update_many()
             .col_expr(accounts::Column::PasswordHash, Expr::value(c.new_hash))
             .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))
@@ -159,6 +161,17 @@ impl AccountStore for Store {
         let sequence = insert_event(&txn, event).await?;
         txn.commit().await.db()?;
         Ok(sequence)
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn password_history(&self, id: AccountId, limit: u32) -> Result<Vec<String>> {
+        history::previous(&self.db, id, limit).await
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn trim_password_histories(&self, keep: u32) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        history::trim(&self.writer, keep).await
     }
 }
 

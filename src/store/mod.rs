@@ -19,6 +19,7 @@ mod accounts;
 mod attempts;
 mod batch;
 pub mod entity;
+mod history;
 mod listen;
 mod outbox;
 mod row;

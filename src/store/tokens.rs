@@ -9,6 +9,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::entity::{accounts, events, reset_tokens};
+use super::history;
 use super::row::token_model;
 use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
@@ -72,6 +73,7 @@ impl TokenStore for Store {
         let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
         outbox_lock(&txn).await?;
+        history::keep_previous(&txn, c.account_id, c.history_keep, c.now).await?;
         let changed = accounts::Entity::update_many()
             .col_expr(accounts::Column::PasswordHash, Expr::value(c.password_hash))
             .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))

@@ -50,7 +50,8 @@ async fn create_account_applies_the_password_policy() {
         })
         .await
         .unwrap_err();
-    assert_eq!(bad_request_fields(&status), ["password", "password"]);
+    assert_eq!(bad_request_fields(&status), ["password", "password", "password"]);
+    assert_eq!(bad_request_reasons(&status), ["MIN_LENGTH", "BREACHED", "TOO_GUESSABLE"], "in the README's order");
     let status = app
         .accounts()
         .create_account(CreateAccountRequest { email: "nope".into(), password: None, ..Default::default() })

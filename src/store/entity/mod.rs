@@ -3,5 +3,6 @@
 pub mod accounts;
 pub mod event_retention;
 pub mod events;
+pub mod password_history;
 pub mod reset_tokens;
 pub mod verify_failures;
