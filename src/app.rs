@@ -95,11 +95,12 @@ pub async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<c
 
 impl App {
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+        // The key first: a missing one is a configuration error, before any connection.
+        let key = config.key.load()?;
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         if config.migrate {
             store.migrate().await?;
         }
-        let key = config.key.load()?;
         if config.tokens.generator.is_numeric() {
             warn!(
                 bits = config.tokens.generator.search_space_bits(),

@@ -31,6 +31,9 @@ pub enum KeySource {
     CreateIfMissing(PathBuf),
     /// A fresh key per process, for in-memory databases.
     Ephemeral,
+    /// None given for a database that needs one: an error for every command that uses
+    /// the key (`serve`, `purge`), none for those that do not (`migrate`, `import`).
+    Missing,
 }
 
 #[derive(Debug, Clone)]
@@ -107,9 +110,7 @@ impl TryFrom<&Settings> for Config {
             (None, None) => match sqlite_file(&s.database_url) {
                 Some(db) => KeySource::CreateIfMissing(key_file_beside(&db)),
                 None if s.database_url.contains(":memory:") => KeySource::Ephemeral,
-                None => bail!(
-                    "a server key is required with this database: set PWRESET_SECRET_KEY or PWRESET_SECRET_KEY_FILE"
-                ),
+                None => KeySource::Missing,
             },
         };
 
@@ -369,6 +370,9 @@ impl KeySource {
                 Ok(key)
             }
             KeySource::Ephemeral => random_key(),
+            KeySource::Missing => {
+                bail!("a server key is required with this database: set PWRESET_SECRET_KEY or PWRESET_SECRET_KEY_FILE")
+            }
         }
     }
 }
