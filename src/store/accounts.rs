@@ -137,23 +137,13 @@ impl AccountStore for Store {
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn change_password(&self, c: PasswordChange, event: NewEvent) -> Result<Sequence> {
-        let now = millis(c.now);
         let _turn = self.write_turn().await;
         let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
         outbox_lock(&txn).await?;
-        history::keep_previous(&txn, c.account_id, c.history_keep, c.now).await?;
-        let changed = accounts::Entity::update_many()
-            .col_expr(accounts::Column::PasswordHash, Expr::value(c.new_hash))
-            .col_expr(accounts::Column::PasswordChangedAt, Expr::value(now))
-            .col_expr(accounts::Column::UpdatedAt, Expr::value(now))
-            .filter(accounts::Column::Id.eq(c.account_id.uuid()))
-            .filter(accounts::Column::Active.eq(true))
-            .filter(accounts::Column::PasswordHash.eq(c.old_hash))
-            .exec(&txn)
-            .await
-            .db()?;
-        if changed.rows_affected != 1 {
+        let set =
+            history::set_password(&txn, c.account_id, c.new_hash, Some(c.old_hash), c.history_keep, c.now).await?;
+        if !set {
             txn.rollback().await.db()?;
             return Err(Error::PasswordChangedConcurrently);
         }

@@ -2,7 +2,7 @@
 //! keeps, inside the change's own transaction, and the trim that deletes older ones.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -53,6 +53,31 @@ pub(super) async fn keep_previous<C: ConnectionTrait>(
         .await
         .db()?;
     Ok(())
+}
+
+/// Inside a password change, after the outbox lock: keeps the replaced hash as history
+/// (see [`keep_previous`]) and sets `new_hash` on the account if it is active (and its
+/// hash is still `expected`, when given). Whether it was set.
+pub(super) async fn set_password<C: ConnectionTrait>(
+    db: &C,
+    account: AccountId,
+    new_hash: String,
+    expected: Option<String>,
+    keep: u32,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    keep_previous(db, account, keep, now).await?;
+    let at = millis(now);
+    let mut update = accounts::Entity::update_many()
+        .col_expr(accounts::Column::PasswordHash, Expr::value(new_hash))
+        .col_expr(accounts::Column::PasswordChangedAt, Expr::value(at))
+        .col_expr(accounts::Column::UpdatedAt, Expr::value(at))
+        .filter(accounts::Column::Id.eq(account.uuid()))
+        .filter(accounts::Column::Active.eq(true));
+    if let Some(expected) = expected {
+        update = update.filter(accounts::Column::PasswordHash.eq(expected));
+    }
+    Ok(update.exec(db).await.db()?.rows_affected == 1)
 }
 
 /// The account's kept hashes, newest first, at most `limit`.
