@@ -172,3 +172,35 @@ async fn without_a_history_nothing_is_kept() {
     app.accounts().change_password(back).await.unwrap();
     assert_eq!(history_rows(&app, &account.account_id).await, 0);
 }
+
+#[tokio::test]
+async fn lowering_the_history_deletes_what_lies_beyond_it_at_the_next_purge() {
+    let app = TestApp::spawn_with(|mut c| {
+        c.passwords.history = 4;
+        c
+    })
+    .await;
+    let p = passwords();
+    let account = app.create_account("ada@example.com", Some(&p[0])).await;
+    for i in 1..4 {
+        let change = ChangePasswordRequest {
+            account_id: account.account_id.clone(),
+            current_password: p[i - 1].clone(),
+            new_password: p[i].clone(),
+        };
+        app.accounts().change_password(change).await.unwrap();
+    }
+    assert_eq!(history_rows(&app, &account.account_id).await, 3);
+    let key = match &app.config.key {
+        pwreset::config::KeySource::Given(key) => key.encode(),
+        other => panic!("a test app has a given key, not {other:?}"),
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pwreset"))
+        .args(["purge", "--no-migrate", "--password-history", "2", "--database-url", app.db.url()])
+        .args(["--secret-key", &key])
+        .env_remove("PWRESET_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(history_rows(&app, &account.account_id).await, 1, "N = 2: the current hash and one kept");
+}
