@@ -49,7 +49,9 @@ async fn main() -> Result<()> {
 
     // A notifier's view: subscribe first, then the token arrives as an event.
     let mut events = reset.subscribe_events(SubscribeEventsRequest { after_sequence: None }).await?.into_inner();
-    reset.request_token(RequestTokenRequest { email: email.clone(), locale: "en".into() }).await?;
+    reset
+        .request_token(RequestTokenRequest { email: email.clone(), locale: "en".into(), ..Default::default() })
+        .await?;
     let token = loop {
         let event = events.message().await?.context("stream ended")?;
         if let Some(event::Kind::TokenCreated(created)) = event.kind
@@ -60,18 +62,25 @@ async fn main() -> Result<()> {
         }
     };
 
-    let valid = reset.validate_token(ValidateTokenRequest { token: token.clone() }).await?.into_inner();
+    let valid =
+        reset.validate_token(ValidateTokenRequest { token: token.clone(), ..Default::default() }).await?.into_inner();
     println!("token valid until {:?}", valid.expires_at);
 
-    let weak = reset.confirm(ConfirmRequest { token: token.clone(), new_password: "password123".into() }).await;
+    let weak = reset
+        .confirm(ConfirmRequest { token: token.clone(), new_password: "password123".into(), ..Default::default() })
+        .await;
     if let Err(status) = weak {
         explain("weak password", &status);
     }
     reset
-        .confirm(ConfirmRequest { token: token.clone(), new_password: "violet kettle marathon quietly glows".into() })
+        .confirm(ConfirmRequest {
+            token: token.clone(),
+            new_password: "violet kettle marathon quietly glows".into(),
+            ..Default::default()
+        })
         .await?;
     println!("password changed");
-    if let Err(status) = reset.validate_token(ValidateTokenRequest { token }).await {
+    if let Err(status) = reset.validate_token(ValidateTokenRequest { token, ..Default::default() }).await {
         explain("spent token", &status);
     }
     let verified = accounts
@@ -86,7 +95,7 @@ async fn main() -> Result<()> {
     // Keep asking until the per-IP limit answers, to show RetryInfo.
     for _ in 0..50 {
         if let Err(status) =
-            reset.request_token(RequestTokenRequest { email: email.clone(), locale: String::new() }).await
+            reset.request_token(RequestTokenRequest { email: email.clone(), ..Default::default() }).await
         {
             if status.code() == Code::ResourceExhausted {
                 explain("rate limited", &status);

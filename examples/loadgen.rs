@@ -271,7 +271,7 @@ async fn harvest(ch: &Channel, emails: &[String]) -> Vec<String> {
         tokio::spawn(async move {
             let mut client = PasswordResetServiceClient::new(ch);
             for email in emails {
-                client.request_token(RequestTokenRequest { email, locale: String::new() }).await.expect("request");
+                client.request_token(RequestTokenRequest { email, ..Default::default() }).await.expect("request");
             }
         })
     };
@@ -322,7 +322,7 @@ async fn main() {
                     (PasswordResetServiceClient::new(ch.clone()), tokens[i as usize % tokens.len()].clone());
                 async move {
                     // For unknown tokens NOT_FOUND is the answer being measured.
-                    let result = code(c.validate_token(ValidateTokenRequest { token }).await);
+                    let result = code(c.validate_token(ValidateTokenRequest { token, ..Default::default() }).await);
                     (0, result.or_else(|c| if unknown && c == Code::NotFound { Ok(()) } else { Err(c) }))
                 }
             })
@@ -343,7 +343,7 @@ async fn main() {
                     if unknown { format!("nobody-{i}@example.com") } else { known[i as usize % known.len()].clone() };
                 async move {
                     let class = usize::from(unknown && case == Case::Enumeration);
-                    (class, code(c.request_token(RequestTokenRequest { email, locale: String::new() }).await))
+                    (class, code(c.request_token(RequestTokenRequest { email, ..Default::default() }).await))
                 }
             })
             .await;
@@ -391,7 +391,17 @@ async fn main() {
                 let token = tokens.lock().unwrap().pop();
                 async move {
                     let Some(token) = token else { return (0, Err(Code::Aborted)) };
-                    (0, code(c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into() }).await))
+                    (
+                        0,
+                        code(
+                            c.confirm(ConfirmRequest {
+                                token,
+                                new_password: NEW_PASSWORD.into(),
+                                ..Default::default()
+                            })
+                            .await,
+                        ),
+                    )
                 }
             })
             .await;
@@ -407,7 +417,10 @@ async fn main() {
             for token in tokens {
                 let mut c = PasswordResetServiceClient::new(ch.clone());
                 calls.spawn(async move {
-                    code(c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into() }).await)
+                    code(
+                        c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into(), ..Default::default() })
+                            .await,
+                    )
                 });
             }
             let mut codes: BTreeMap<String, u64> = BTreeMap::new();
@@ -474,7 +487,7 @@ async fn main() {
                 let email = emails[i % emails.len()].clone();
                 i += 1;
                 sent.spawn(
-                    async move { code(c.request_token(RequestTokenRequest { email, locale: String::new() }).await) },
+                    async move { code(c.request_token(RequestTokenRequest { email, ..Default::default() }).await) },
                 );
             }
             let mut failed = 0;

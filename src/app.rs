@@ -135,8 +135,13 @@ impl App {
             config.events.broadcast_capacity,
             shutdown.clone(),
         );
-        let minter =
-            Minter::new(config.tokens.generator.clone(), core.digester.clone(), sealer, config.events.retention);
+        let minter = Minter::new(
+            config.tokens.generator.clone(),
+            config.tokens.sms_codes.clone(),
+            core.digester.clone(),
+            sealer,
+            config.events.retention,
+        );
         let accounts = Arc::new(AccountService::new(
             core.clone(),
             Arc::clone(&hasher),

@@ -219,6 +219,16 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_RATE_VERIFY_PASSWORD", default_value = "30/1m", global = true)]
     pub rate_verify_password: RateArg,
 
+    /// Reset requests by phone, all numbers together, as COUNT/PERIOD or "off" (texts
+    /// cost money). Over it every request by phone gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "PWRESET_SMS_RATE", default_value = "off", global = true)]
+    pub sms_rate: RateArg,
+
+    /// Failed ValidateToken/Confirm attempts against an account with a live short code
+    /// (SMS codes, numeric tokens) before that code is revoked.
+    #[arg(long, env = "PWRESET_MAX_CODE_ATTEMPTS", default_value_t = 5, global = true)]
+    pub max_code_attempts: u32,
+
     /// Per-account cap on token creation, COUNT/PERIOD or "off"; enforced from the
     /// database (holds across replicas) and invisible to the caller.
     #[arg(long, env = "PWRESET_ACCOUNT_TOKEN_LIMIT", default_value = "5/1h", global = true)]

@@ -120,6 +120,14 @@ impl TryFrom<&Settings> for Config {
             .map(|k| ServerKey::parse(k.expose()).map_err(|e| anyhow::anyhow!("previous secret key: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
+        if s.token_min_number >= s.token_max_number {
+            bail!("--token-min-number must be below --token-max-number");
+        }
+        if s.max_code_attempts == 0 {
+            bail!("--max-code-attempts must be at least 1");
+        }
+        // Short codes: the numeric generator's, and every code texted by SMS.
+        let codes = TokenGenerator::Numeric { min: s.token_min_number, max: s.token_max_number };
         let generator = match s.token_generator {
             GeneratorKind::Bytes => {
                 if !(16..=64).contains(&s.token_bytes) {
@@ -133,14 +141,10 @@ impl TryFrom<&Settings> for Config {
                 }
                 TokenGenerator::RandomString { min: s.token_min_length, max: s.token_max_length }
             }
-            GeneratorKind::Numeric => {
-                if s.token_min_number >= s.token_max_number {
-                    bail!("--token-min-number must be below --token-max-number");
-                }
-                TokenGenerator::Numeric { min: s.token_min_number, max: s.token_max_number }
-            }
+            GeneratorKind::Numeric => codes.clone(),
         };
         let limits = RateLimits {
+            sms: s.sms_rate.0,
             request_token: s.rate_request_token.0,
             validate_token: s.rate_validate_token.0,
             confirm: s.rate_confirm.0,
@@ -175,9 +179,6 @@ impl TryFrom<&Settings> for Config {
             && cap.period > s.event_retention
         {
             bail!("--account-token-limit counts events, so its period must not exceed --event-retention");
-        }
-        if generator.is_numeric() && (limits.validate_token.is_none() || limits.confirm.is_none()) {
-            bail!("the numeric token generator needs --rate-validate-token and --rate-confirm switched on");
         }
         if s.token_ttl < Duration::from_secs(60) || s.token_ttl > Duration::from_secs(7 * 24 * 3600) {
             bail!("--token-ttl must be between 1m and 7d");
@@ -274,6 +275,8 @@ impl TryFrom<&Settings> for Config {
                 max_ttl: s.max_token_ttl,
                 cache_ttl: s.token_cache_ttl,
                 allow_without_usable_password: s.allow_reset_without_password,
+                sms_codes: codes,
+                max_code_attempts: s.max_code_attempts,
             },
             passwords: PasswordPolicy {
                 min_length: s.password_min_length,
@@ -480,7 +483,9 @@ mod tests {
 
     #[test]
     fn postgres_needs_a_key() {
-        assert!(parse(&["--database-url", "postgres://localhost/x"]).is_err());
+        // Parsed (migrate and import need no key), but refused where the key is used.
+        let without = parse(&["--database-url", "postgres://localhost/x"]);
+        assert!(without.is_ok_and(|c| c.key.load().is_err()));
         let key = ServerKey::from_bytes([3; 32]).encode();
         assert!(parse(&["--database-url", "postgres://localhost/x", "--secret-key", &key]).is_ok());
         assert!(parse(&["--database-url", "postgres://localhost/x", "--secret-key", "short"]).is_err());
@@ -491,7 +496,10 @@ mod tests {
         assert!(parse(&["--password-min-length", "7"]).is_err());
         assert!(parse(&["--password-min-length", "8"]).is_ok());
         assert!(parse(&["--password-max-length", "63"]).is_err());
-        assert!(parse(&["--token-generator", "numeric", "--rate-confirm", "off"]).is_err());
+        // Short codes are bound to their login with their attempts capped, so per-IP
+        // limits are no longer what protects them.
+        assert!(parse(&["--token-generator", "numeric", "--rate-confirm", "off"]).is_ok());
+        assert!(parse(&["--max-code-attempts", "0"]).is_err());
         assert!(parse(&["--token-generator", "numeric"]).is_ok());
     }
 

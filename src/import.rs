@@ -1,7 +1,8 @@
 //! `pwreset import FILE`: accounts with the hashes of the system they come from, from
 //! JSON lines or CSV with a header (`email`, `password_hash`, and optionally `active`,
-//! `created_at` as RFC 3339, `username`, `phone`). Idempotent: an e-mail already
-//! there is skipped and counted, never overwritten. Lines are checked one by one (a
+//! `created_at` as RFC 3339, `username`, `phone`). Idempotent: an account whose
+//! e-mail, username or phone is already there is skipped and counted, never
+//! overwritten. Lines are checked one by one (a
 //! refused line is reported with its number and reason and changes nothing); the
 //! accepted ones are written in chunks of one transaction each.
 
@@ -14,10 +15,11 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::domain::AccountId;
 use crate::domain::email::Email;
 use crate::domain::imported::{ImportLimits, accept};
+use crate::domain::login::{Phone, Username};
 use crate::domain::persistence::{AccountStore, NewAccount};
+use crate::domain::{AccountId, Error};
 
 /// Accounts written per transaction.
 pub const CHUNK: usize = 1000;
@@ -61,7 +63,8 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub imported: u64,
-    /// Lines whose e-mail already had an account (or came earlier in the file).
+    /// Lines whose e-mail, username or phone already had an account (or came earlier
+    /// in the file).
     pub skipped: u64,
     /// (line number, reason), in file order.
     pub refused: Vec<(u64, String)>,
@@ -71,7 +74,7 @@ impl Summary {
     /// The report printed at the end.
     pub fn report(&self) -> String {
         let mut text = format!(
-            "imported {}, skipped {} (e-mail already present), refused {}\n",
+            "imported {}, skipped {} (e-mail, username or phone already present), refused {}\n",
             self.imported,
             self.skipped,
             self.refused.len()
@@ -87,9 +90,10 @@ impl Summary {
 fn account(line: Line, limits: &ImportLimits, now: DateTime<Utc>) -> Result<NewAccount, String> {
     let email = Email::parse(&line.email).map_err(|e| e.to_string())?;
     let hash = accept(&line.password_hash, limits, "password_hash").map_err(|e| e.to_string())?;
-    if line.username.as_deref().is_some_and(|u| !u.is_empty()) || line.phone.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err("username and phone are not stored by this version (#14); leave them empty".into());
-    }
+    let optional = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let username =
+        optional(line.username).map(|u| Username::parse(&u, "username")).transpose().map_err(|e| e.to_string())?;
+    let phone = optional(line.phone).map(|p| Phone::parse(&p, "phone")).transpose().map_err(|e| e.to_string())?;
     let created_at = match line.created_at.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map_err(|e| format!("created_at: {e} (expected RFC 3339)"))?
@@ -99,6 +103,8 @@ fn account(line: Line, limits: &ImportLimits, now: DateTime<Utc>) -> Result<NewA
     Ok(NewAccount {
         id: AccountId::generate(),
         email,
+        username,
+        phone,
         password_hash: Some(hash),
         active: line.active.unwrap_or(true),
         created_at,
@@ -177,7 +183,19 @@ async fn write(store: &dyn AccountStore, chunk: &mut Vec<NewAccount>, summary: &
     if chunk.is_empty() {
         return Ok(());
     }
-    let inserted = store.import_accounts(chunk).await.context("writing a chunk of accounts")?;
+    // A chunk is one transaction and idempotent (existing logins are skipped), so a
+    // transient failure (a busy SQLite file, a serialization failure) is retried.
+    let mut delay = std::time::Duration::from_millis(20);
+    let inserted = loop {
+        match store.import_accounts(chunk).await {
+            Err(Error::Unavailable(e)) if delay < std::time::Duration::from_secs(3) => {
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "a chunk was not written; retrying");
+                crate::domain::clock::pause(delay).await;
+                delay *= 2;
+            }
+            result => break result.context("writing a chunk of accounts")?,
+        }
+    };
     summary.imported += inserted;
     summary.skipped += chunk.len() as u64 - inserted;
     chunk.clear();

@@ -24,9 +24,17 @@ proptest! {
 
     #[test]
     fn decoded_requests_round_trip(email in ".{0,64}", locale in "[a-zA-Z-]{0,12}") {
-        let request = proto::RequestTokenRequest { email, locale };
+        let request = proto::RequestTokenRequest { email, locale, ..Default::default() };
         let decoded = proto::RequestTokenRequest::decode(request.encode_to_vec().as_slice()).unwrap();
         prop_assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn login_parsing_is_total_and_idempotent(raw in "\\PC{0,80}|\\+[0-9 ]{4,16}|[a-zA-Z0-9._-]{1,70}") {
+        if let Ok(login) = pwreset::domain::login::Login::parse(&raw, "login") {
+            let again = pwreset::domain::login::Login::parse(&login.to_string(), "login").expect("a normal login parses");
+            prop_assert_eq!(again, login);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod m20250101_000005_index_events_by_email;
 mod m20250101_000006_create_verify_failures;
 mod m20250101_000007_add_token_purpose;
 mod m20250101_000008_create_password_history;
+mod m20250101_000009_add_login_fields;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000006_create_verify_failures::Migration),
             Box::new(m20250101_000007_add_token_purpose::Migration),
             Box::new(m20250101_000008_create_password_history::Migration),
+            Box::new(m20250101_000009_add_login_fields::Migration),
         ]
     }
 }

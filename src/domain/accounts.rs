@@ -9,12 +9,13 @@ use tracing::info;
 
 use super::email::Email;
 use super::error::{Error, Result};
-use super::event::{NewEvent, PasswordChangeReason};
+use super::event::{Channel, NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::{Hasher, Verified};
 use super::history::refuse_reuse;
 use super::imported::{self, ImportLimits};
 use super::limits::{Limits, Rpc};
+use super::login::{Phone, Username};
 use super::mint::Minter;
 use super::password::{NormalisedPassword, Password, PasswordPolicy};
 use super::persistence::{AccountRecord, Issue, NewAccount, PasswordChange};
@@ -47,6 +48,14 @@ pub enum Credential {
     /// A hash made by another system (a migration), kept until its first successful
     /// check rehashes it.
     Imported(String),
+}
+
+/// The logins of a new account: its e-mail, and optionally a username and a phone.
+#[derive(Debug, Clone)]
+pub struct Logins {
+    pub email: Email,
+    pub username: Option<Username>,
+    pub phone: Option<Phone>,
 }
 
 /// How an issued token reaches its user.
@@ -100,7 +109,7 @@ impl AccountService {
     /// event in the same transaction.
     pub async fn create_account(
         &self,
-        email: Email,
+        logins: Logins,
         credential: Credential,
         setup: Option<Locale>,
         client: &ClientInfo,
@@ -108,6 +117,7 @@ impl AccountService {
         if setup.is_some() && !matches!(credential, Credential::None) {
             return Err(Error::invalid("send_setup_token", "only for an account created without a password"));
         }
+        let Logins { email, username, phone } = logins;
         let password_hash = match credential {
             Credential::Password(password) => {
                 let password = self.settings.passwords.check(&password, &email, "password")?;
@@ -124,17 +134,28 @@ impl AccountService {
             has_usable_password: password_hash.is_some(),
             created_at: now,
             password_changed_at: None,
+            username,
+            phone,
         };
         let setup = match setup {
             Some(locale) => {
                 let ttl = self.settings.tokens.setup_ttl;
-                let (raw, token) = self.minter.mint(&account, TokenPurpose::AccountSetup, now, ttl, client)?;
-                let event = self.minter.announce(&account, &token, &raw, &locale)?;
+                let purpose = TokenPurpose::AccountSetup;
+                let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client, Channel::Email)?;
+                let event = self.minter.announce(&account, &token, &raw, &locale, Channel::Email)?;
                 Some(Issue { token, event: Some(event) })
             }
             None => None,
         };
-        let new = NewAccount { id: account.id, email: account.email, password_hash, active: true, created_at: now };
+        let new = NewAccount {
+            id: account.id,
+            email: account.email,
+            username: account.username,
+            phone: account.phone,
+            password_hash,
+            active: true,
+            created_at: now,
+        };
         let (account, sequence) = self.core.store.create_account(new, setup).await?;
         if let Some(sequence) = sequence {
             self.core.bus.published(sequence);
@@ -264,10 +285,10 @@ impl AccountService {
             Some(r) => r.account,
         };
         let now = self.core.clock.now();
-        let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client)?;
+        let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client, Channel::Email)?;
         let expires_at = token.expires_at;
         let event = match &delivery {
-            Delivery::Event(locale) => Some(self.minter.announce(&account, &token, &raw, locale)?),
+            Delivery::Event(locale) => Some(self.minter.announce(&account, &token, &raw, locale, Channel::Email)?),
             Delivery::Return => None,
         };
         let result = self.core.store.issue_token(Issue { token, event }).await;

@@ -209,6 +209,7 @@ mod tests {
             revoked_at: None,
             account_active: true,
             purpose: crate::domain::token::TokenPurpose::PasswordReset,
+            bound: false,
         }
     }
 

@@ -22,7 +22,8 @@ pub enum Error {
     TokenNotFound,
     #[error("account not found")]
     AccountNotFound,
-    #[error("an account with this email already exists")]
+    /// The e-mail, username or phone is taken.
+    #[error("an account with this e-mail, username or phone already exists")]
     AccountExists,
     #[error("the account is inactive")]
     AccountInactive,

@@ -75,6 +75,27 @@ impl EventKind {
     }
 }
 
+/// How a token reaches its user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Channel {
+    #[default]
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn code(self) -> i16 {
+        match self {
+            Channel::Email => 1,
+            Channel::Sms => 2,
+        }
+    }
+
+    pub fn from_code(code: i16) -> Self {
+        if code == 2 { Channel::Sms } else { Channel::Email }
+    }
+}
+
 /// Why a password changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PasswordChangeReason {
@@ -147,6 +168,11 @@ pub enum DomainEvent {
         user_agent: String,
         locale: String,
         purpose: TokenPurpose,
+        channel: Channel,
+        /// E.164, for `Channel::Sms`; empty otherwise.
+        phone: String,
+        /// The account's username, if it has one.
+        username: String,
     },
     PasswordChanged {
         account_id: AccountId,
@@ -216,13 +242,15 @@ pub fn retain_until(now: DateTime<Utc>, retention: Duration, expires_at: Option<
 }
 
 impl NewEvent {
-    /// `token` was created for `account` (its owner), with `sealed` its sealed copy.
+    /// `token` was created for `account` (its owner), with `sealed` its sealed copy, to
+    /// go out by `channel`.
     pub fn token_created(
         retention: Duration,
         account: &Account,
         token: &NewToken,
         sealed: SealedToken,
         locale: &str,
+        channel: Channel,
     ) -> Self {
         NewEvent {
             occurred_at: token.created_at,
@@ -237,6 +265,12 @@ impl NewEvent {
                 user_agent: token.user_agent.clone(),
                 locale: locale.to_owned(),
                 purpose: token.purpose,
+                channel,
+                phone: match (channel, &account.phone) {
+                    (Channel::Sms, Some(phone)) => phone.as_str().to_owned(),
+                    _ => String::new(),
+                },
+                username: account.username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
             },
         }
     }

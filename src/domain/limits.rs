@@ -87,6 +87,8 @@ pub struct RateLimits {
     pub ipv6_prefix: u8,
     /// No reset request is answered sooner than this after its batch started.
     pub reset_answer_floor: std::time::Duration,
+    /// Reset requests by phone, all numbers together (texts cost money).
+    pub sms: Option<Rate>,
 }
 
 impl Default for RateLimits {
@@ -102,6 +104,7 @@ impl Default for RateLimits {
             reset_queue_wait: std::time::Duration::from_millis(100),
             ipv6_prefix: 64,
             reset_answer_floor: std::time::Duration::from_millis(3),
+            sms: None,
         }
     }
 }
@@ -132,6 +135,8 @@ pub struct Limits {
     validate_token: Option<Keyed<IpAddr>>,
     confirm: Option<Keyed<IpAddr>>,
     verify_password: Option<Keyed<IpAddr>>,
+    /// One bucket for every request by phone.
+    sms: Option<Keyed<()>>,
 }
 
 impl Limits {
@@ -144,6 +149,7 @@ impl Limits {
             validate_token: limiter(limits.validate_token),
             confirm: limiter(limits.confirm),
             verify_password: limiter(limits.verify_password),
+            sms: limits.sms.and_then(Rate::quota).map(|q| keyed(q, clock)),
         }
     }
 
@@ -177,6 +183,15 @@ impl Limits {
         let key = self.bucket(client.ip);
         limiter.check_key(&key).map_err(|not_until| {
             metrics::counter!("pwreset_rate_limited_total", "rpc" => rpc.name()).increment(1);
+            Error::RateLimited { retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)) }
+        })
+    }
+
+    /// Counts one reset request by phone against the global `--sms-rate`.
+    pub fn check_sms(&self) -> Result<()> {
+        let Some(limiter) = &self.sms else { return Ok(()) };
+        limiter.check_key(&()).map_err(|not_until| {
+            metrics::counter!("pwreset_rate_limited_total", "rpc" => "RequestToken/sms").increment(1);
             Error::RateLimited { retry_after: not_until.wait_time_from(governor::clock::Clock::now(&self.clock)) }
         })
     }

@@ -9,14 +9,16 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::Result;
-use super::event::{EventKind, NewEvent};
-use super::seal::{Sealer, seal_context};
+use super::event::{Channel, EventKind, NewEvent};
+use super::seal::{SealContext, Sealer, seal_context};
 use super::token::{NewToken, RawToken, TokenDigester, TokenGenerator, TokenPurpose};
 use super::{Account, ClientInfo, Locale};
 
 #[derive(Clone)]
 pub struct Minter {
     generator: TokenGenerator,
+    /// Codes texted by SMS (always a numeric range).
+    sms_codes: TokenGenerator,
     digester: TokenDigester,
     sealer: Sealer,
     /// How long events stay replayable.
@@ -24,11 +26,19 @@ pub struct Minter {
 }
 
 impl Minter {
-    pub fn new(generator: TokenGenerator, digester: TokenDigester, sealer: Sealer, event_retention: Duration) -> Self {
-        Minter { generator, digester, sealer, event_retention }
+    pub fn new(
+        generator: TokenGenerator,
+        sms_codes: TokenGenerator,
+        digester: TokenDigester,
+        sealer: Sealer,
+        event_retention: Duration,
+    ) -> Self {
+        Minter { generator, sms_codes, digester, sealer, event_retention }
     }
 
-    /// A fresh token for `account`, live for `ttl` from `now`, and the record to store.
+    /// A fresh token for `account`, live for `ttl` from `now`, to go out by `channel`,
+    /// and the record to store. A short code (every SMS code, and the `numeric`
+    /// generator's) is digested with its account: it is found only with its login.
     pub fn mint(
         &self,
         account: &Account,
@@ -36,31 +46,56 @@ impl Minter {
         now: DateTime<Utc>,
         ttl: Duration,
         client: &ClientInfo,
+        channel: Channel,
     ) -> Result<(RawToken, NewToken)> {
-        let raw = self.generator.generate()?;
+        let generator = match channel {
+            Channel::Email => &self.generator,
+            Channel::Sms => &self.sms_codes,
+        };
+        let raw = generator.generate()?;
+        let bound = generator.is_numeric();
+        let digest = if bound { self.digester.digest_bound(account.id, &raw) } else { self.digester.digest(&raw) };
         // As the database keeps it (to the millisecond), so an answer and its event agree.
         let expires_at = now + ttl;
         let expires_at = DateTime::from_timestamp_millis(expires_at.timestamp_millis()).unwrap_or(expires_at);
         let token = NewToken {
             id: Uuid::now_v7(),
             account_id: account.id,
-            digest: self.digester.digest(&raw),
+            digest,
             created_at: now,
             expires_at,
             client_ip: client.ip_string(),
             user_agent: client.user_agent.clone(),
             purpose,
+            bound,
         };
         Ok((raw, token))
     }
 
-    /// The `TokenCreated` event that delivers `raw` to `account`'s owner, sealed to the
-    /// event (see [`seal_context`]).
-    pub fn announce(&self, account: &Account, token: &NewToken, raw: &RawToken, locale: &Locale) -> Result<NewEvent> {
-        let context =
-            seal_context(EventKind::TokenCreated, token.id, account.id, account.email.as_str(), token.purpose);
-        let sealed = self.sealer.seal(raw.expose(), &context)?;
-        Ok(NewEvent::token_created(self.event_retention, account, token, sealed, locale.as_str()))
+    /// The `TokenCreated` event that delivers `raw` to `account`'s owner by `channel`,
+    /// sealed to the event (see [`seal_context`]).
+    pub fn announce(
+        &self,
+        account: &Account,
+        token: &NewToken,
+        raw: &RawToken,
+        locale: &Locale,
+        channel: Channel,
+    ) -> Result<NewEvent> {
+        let sms_phone = match (channel, &account.phone) {
+            (Channel::Sms, Some(phone)) => Some(phone.as_str()),
+            _ => None,
+        };
+        let context = SealContext {
+            kind: EventKind::TokenCreated,
+            token_id: token.id,
+            account_id: account.id,
+            email: account.email.as_str(),
+            purpose: token.purpose,
+            sms_phone,
+        };
+        let sealed = self.sealer.seal(raw.expose(), &seal_context(&context))?;
+        Ok(NewEvent::token_created(self.event_retention, account, token, sealed, locale.as_str(), channel))
     }
 
     pub fn event_retention(&self) -> Duration {

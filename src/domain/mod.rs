@@ -17,6 +17,7 @@ pub mod history;
 pub mod imported;
 pub mod keys;
 pub mod limits;
+pub mod login;
 pub mod mint;
 pub mod password;
 pub mod persistence;
@@ -120,6 +121,8 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
     /// When a password was last set (at creation, a reset, a setup or a change).
     pub password_changed_at: Option<DateTime<Utc>>,
+    pub username: Option<login::Username>,
+    pub phone: Option<login::Phone>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::email::Email;
 use super::error::Result;
 use super::event::{Event, NewEvent, Sequence};
+use super::login::{Login, Phone, Username};
 use super::token::{NewToken, TokenDigest, TokenPurpose, TokenRecord};
 use super::{Account, AccountId};
 
@@ -26,6 +27,8 @@ pub struct AccountRecord {
 pub struct NewAccount {
     pub id: AccountId,
     pub email: Email,
+    pub username: Option<Username>,
+    pub phone: Option<Phone>,
     pub password_hash: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
@@ -114,15 +117,16 @@ pub enum Reservation {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// `AccountExists` if the e-mail is taken. With `setup`, the account's setup token
+    /// `AccountExists` if the e-mail, username or phone is taken. With `setup`, the account's setup token
     /// and its event are written in the same transaction; the event's sequence is returned.
     async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>>;
     /// Inserts the accounts whose e-mail is not taken, in one transaction, never
     /// overwriting one; how many were inserted.
     async fn import_accounts(&self, accounts: &[NewAccount]) -> Result<u64>;
-    /// The accounts of any of `emails`, in one query (the token writer's batch).
-    async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>>;
+    /// The accounts any of `logins` names, in one query (the token writer's batch).
+    async fn accounts_by_logins(&self, logins: &[&Login]) -> Result<Vec<AccountRecord>>;
+    async fn account_by_login(&self, login: &Login) -> Result<Option<AccountRecord>>;
     async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRecord>>;
     /// Sets the active flag; deactivating also revokes every live token of the account
     /// and destroys their sealed copies, in the same transaction. `None`: no such account.
@@ -154,6 +158,9 @@ pub trait TokenStore: Send + Sync {
     /// live tokens of the same purpose, all or nothing. Checked inside the transaction:
     /// `AccountNotFound`, `AccountInactive`, and for a setup token `PasswordAlreadySet`.
     async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>>;
+    /// Counts one failed attempt against the account's live short codes, atomically;
+    /// those reaching `max` are revoked (with their sealed copies). Whether any was.
+    async fn count_code_failure(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<bool>;
     /// Revokes the account's live tokens of `purpose` (of every purpose with `None`) and
     /// destroys their sealed copies; how many. `None`: no such account.
     async fn revoke_tokens(

@@ -7,19 +7,19 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Span, info};
 
-use super::email::Email;
 use super::error::{Error, Result};
 use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
 use super::hasher::Hasher;
 use super::history::refuse_reuse;
 use super::limits::{Limits, RateLimits, Rpc};
+use super::login::Login;
 use super::mint::Minter;
 use super::password::{Password, PasswordPolicy};
 use super::persistence::{Confirmation, PurgeCounts};
 use super::token::{RawToken, TokenPolicy, TokenRecord};
 use super::writer::{Job, TokenWriter};
-use super::{ClientInfo, Core, Locale};
+use super::{AccountId, ClientInfo, Core, Locale};
 
 pub struct ResetService {
     core: Core,
@@ -37,6 +37,8 @@ pub struct ResetService {
     max_pending: u32,
     /// How long a request waits for a permit before it is refused.
     queue_wait: Duration,
+    /// Failed attempts before an account's live short codes are revoked.
+    max_code_attempts: u32,
 }
 
 /// The settings the reset flow owns.
@@ -59,6 +61,7 @@ impl ResetService {
         settings: ResetSettings,
     ) -> Self {
         let ResetSettings { tokens, passwords, limits: rates, event_retention, emit_unknown_account_events } = settings;
+        let max_code_attempts = tokens.max_code_attempts;
         // The queue holds at most the requests in flight, so sending never finds it full.
         let max_pending = rates.max_pending_resets.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (writer, jobs) = mpsc::channel(max_pending);
@@ -82,6 +85,7 @@ impl ResetService {
             pending: Arc::new(Semaphore::new(max_pending)),
             max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
             queue_wait: rates.reset_queue_wait,
+            max_code_attempts,
         }
     }
 
@@ -91,12 +95,17 @@ impl ResetService {
     /// [`TokenWriter`](super::writer::TokenWriter), which looks up a whole batch's
     /// addresses in one query and commits the batch at once. An OK is given only once
     /// the work is committed.
-    pub async fn request_token(&self, email: Email, locale: Locale, client: &ClientInfo) -> Result<()> {
+    pub async fn request_token(&self, login: Login, locale: Locale, client: &ClientInfo) -> Result<()> {
         self.limits.check(Rpc::RequestToken, client)?;
+        // Every request by phone, known number or not, counts against the global SMS
+        // rate (texts cost money): the answer is the same for all of them.
+        if matches!(login, Login::Phone(_)) {
+            self.limits.check_sms()?;
+        }
         // Taken for every address, so a full queue answers the same for all of them.
         let permit = self.permit().await?;
         let (done, committed) = oneshot::channel();
-        let job = Job { email, locale, client: client.clone(), permit, span: Span::current(), done };
+        let job = Job { login, locale, client: client.clone(), permit, span: Span::current(), done };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
         self.writer.try_send(job).map_err(|_| Error::ResetBusy)?;
         committed.await.map_err(|_| Error::Unavailable(anyhow::anyhow!("the token writer stopped")))?
@@ -120,17 +129,28 @@ impl ResetService {
         let _ = self.pending.acquire_many(self.max_pending).await;
     }
 
-    /// A live token's record (its expiry and purpose).
-    pub async fn validate_token(&self, token: RawToken, client: &ClientInfo) -> Result<TokenRecord> {
+    /// A live token's record (its expiry and purpose). A short code needs its `login`.
+    pub async fn validate_token(
+        &self,
+        token: RawToken,
+        login: Option<Login>,
+        client: &ClientInfo,
+    ) -> Result<TokenRecord> {
         self.limits.check(Rpc::ValidateToken, client)?;
-        self.live_token(&token).await
+        self.live_token(&token, login.as_ref()).await
     }
 
     /// Sets a new password with a live token. A password that fails the policy leaves
     /// the token usable.
-    pub async fn confirm(&self, token: RawToken, password: Password, client: &ClientInfo) -> Result<()> {
+    pub async fn confirm(
+        &self,
+        token: RawToken,
+        login: Option<Login>,
+        password: Password,
+        client: &ClientInfo,
+    ) -> Result<()> {
         self.limits.check(Rpc::Confirm, client)?;
-        let record = self.live_token(&token).await?;
+        let record = self.live_token(&token, login.as_ref()).await?;
         let (account, current_hash) = match self.core.store.account_by_id(record.account_id).await? {
             Some(a) if a.account.active => (a.account, a.password_hash),
             _ => return Err(Error::TokenNotFound),
@@ -175,23 +195,61 @@ impl ResetService {
     /// Finds a live token, in this replica's cache or else in the database; any other
     /// state is the same `TokenNotFound`, with the reason only in the span. An expired
     /// token presented is deleted.
-    async fn live_token(&self, token: &RawToken) -> Result<TokenRecord> {
-        let digest = self.core.digester.digest(token);
-        if let Some(record) = self.core.cache.get(&digest) {
-            metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
-            return Ok(record);
+    ///
+    /// With a `login`, the token must be that account's, and a short code (digested with
+    /// its account) can be found at all; a failed attempt then counts against the
+    /// account's live short codes, which are revoked after `max_code_attempts`.
+    async fn live_token(&self, token: &RawToken, login: Option<&Login>) -> Result<TokenRecord> {
+        let account = match login {
+            Some(login) => self.core.store.account_by_login(login).await?.map(|r| r.account.id),
+            None => None,
+        };
+        let found = self.find_live(token, login.is_some(), account).await;
+        if matches!(found, Err(Error::TokenNotFound))
+            && let Some(account) = account
+        {
+            self.count_failed_code_attempt(account).await?;
+        }
+        found
+    }
+
+    async fn find_live(&self, token: &RawToken, with_login: bool, account: Option<AccountId>) -> Result<TokenRecord> {
+        let digester = &self.core.digester;
+        let plain = digester.digest(token);
+        let bound = account.map(|id| digester.digest_bound(id, token));
+        // The token must belong to the account the login names, when one is given.
+        let belongs = |record: &TokenRecord| !with_login || Some(record.account_id) == account;
+        for digest in std::iter::once(&plain).chain(bound.as_ref()) {
+            if let Some(record) = self.core.cache.get(digest) {
+                metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
+                if !belongs(&record) {
+                    Span::current().record("token_state", "other_login");
+                    return Err(Error::TokenNotFound);
+                }
+                return Ok(record);
+            }
         }
         metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
         let epoch = self.core.cache.epoch();
-        let Some(record) =
-            self.core.store.token_by_digests(&self.core.digester.candidates(digest.clone(), token)).await?
-        else {
+        let mut candidates = digester.candidates(plain.clone(), token);
+        if let Some(id) = account {
+            candidates.extend(digester.candidates_bound(id, token));
+        }
+        let Some(record) = self.core.store.token_by_digests(&candidates).await? else {
             Span::current().record("token_state", "unknown");
             return Err(Error::TokenNotFound);
         };
+        if !belongs(&record) {
+            Span::current().record("token_state", "other_login");
+            return Err(Error::TokenNotFound);
+        }
         match record.refusal(self.core.clock.now()) {
             None => {
-                self.core.cache.insert_read(epoch, &digest, &record);
+                let key = match (&bound, record.bound) {
+                    (Some(bound), true) => bound,
+                    _ => &plain,
+                };
+                self.core.cache.insert_read(epoch, key, &record);
                 Ok(record)
             }
             Some(reason) => {
@@ -202,6 +260,18 @@ impl ResetService {
                 Err(Error::TokenNotFound)
             }
         }
+    }
+
+    /// Counts a failed attempt against the account's live short codes, revoking them
+    /// at the cap (in the database: the count holds across replicas).
+    async fn count_failed_code_attempt(&self, account: AccountId) -> Result<()> {
+        let max = self.max_code_attempts;
+        if self.core.store.count_code_failure(account, max, self.core.clock.now()).await? {
+            self.core.cache.forget(account, None);
+            metrics::counter!("pwreset_codes_revoked_total").increment(1);
+            tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
+        }
+        Ok(())
     }
 
     /// This replica's token cache (dropped from by other replicas' notifications).

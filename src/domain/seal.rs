@@ -24,29 +24,41 @@ const BOUND_TO_EVENT: i64 = 1 << 32;
 const KEY_ID_MASK: i64 = 0xFFFF_FFFF;
 const CONTEXT_LABEL: &[u8] = b"pwreset-seal-v2\0";
 
-/// The associated data of a sealed token: what the event says, what the token is for
-/// and to whom it goes.
-pub fn seal_context(
-    kind: EventKind,
-    token_id: Uuid,
-    account_id: AccountId,
-    email: &str,
-    purpose: TokenPurpose,
-) -> Vec<u8> {
-    let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + 3 + email.len());
+/// What a sealed token is bound to: what the event says, what the token is for and to
+/// whom it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct SealContext<'a> {
+    pub kind: EventKind,
+    pub token_id: Uuid,
+    pub account_id: AccountId,
+    pub email: &'a str,
+    pub purpose: TokenPurpose,
+    /// The number a code is texted to (SMS only).
+    pub sms_phone: Option<&'a str>,
+}
+
+/// The associated data of a sealed token (see [`SealContext`]).
+pub fn seal_context(c: &SealContext<'_>) -> Vec<u8> {
+    let mut context = Vec::with_capacity(CONTEXT_LABEL.len() + 2 + 32 + 3 + 24 + c.email.len());
     context.extend_from_slice(CONTEXT_LABEL);
-    context.extend_from_slice(&kind.code().to_be_bytes());
-    context.extend_from_slice(token_id.as_bytes());
-    context.extend_from_slice(account_id.uuid().as_bytes());
+    context.extend_from_slice(&c.kind.code().to_be_bytes());
+    context.extend_from_slice(c.token_id.as_bytes());
+    context.extend_from_slice(c.account_id.uuid().as_bytes());
     // Resets, the only purpose before purposes existed, add nothing (values sealed then
     // still open); any other purpose adds a NUL, which no e-mail address starts with,
     // and its code. A row whose purpose was edited no longer opens.
-    if purpose != TokenPurpose::PasswordReset {
+    if c.purpose != TokenPurpose::PasswordReset {
         context.push(0);
-        context.extend_from_slice(&purpose.code().to_be_bytes());
+        context.extend_from_slice(&c.purpose.code().to_be_bytes());
+    }
+    // A texted code binds its number the same way: NUL, 'S', the E.164 number, NUL.
+    if let Some(phone) = c.sms_phone {
+        context.extend_from_slice(b"\0S");
+        context.extend_from_slice(phone.as_bytes());
+        context.push(0);
     }
     // Last, so the fixed-length fields before it keep the encoding unambiguous.
-    context.extend_from_slice(email.as_bytes());
+    context.extend_from_slice(c.email.as_bytes());
     context
 }
 
@@ -100,19 +112,11 @@ impl Sealer {
 
     /// Opens the token of an event row: with the full [`seal_context`], or, for a value
     /// sealed before that format, with the token id alone.
-    pub fn open_event(
-        &self,
-        sealed: &SealedToken,
-        kind: EventKind,
-        token_id: Uuid,
-        account_id: AccountId,
-        email: &str,
-        purpose: TokenPurpose,
-    ) -> Option<String> {
+    pub fn open_event(&self, sealed: &SealedToken, context: &SealContext<'_>) -> Option<String> {
         if sealed.key_id & BOUND_TO_EVENT != 0 {
-            self.open(sealed, &seal_context(kind, token_id, account_id, email, purpose))
+            self.open(sealed, &seal_context(context))
         } else {
-            self.open(sealed, token_id.as_bytes())
+            self.open(sealed, context.token_id.as_bytes())
         }
     }
 
@@ -151,62 +155,45 @@ mod tests {
         Ok(())
     }
 
-    const RESET: TokenPurpose = TokenPurpose::PasswordReset;
-    const SETUP: TokenPurpose = TokenPurpose::AccountSetup;
+    fn context<'a>(token: Uuid, account: AccountId, email: &'a str, purpose: TokenPurpose) -> SealContext<'a> {
+        SealContext {
+            kind: EventKind::TokenCreated,
+            token_id: token,
+            account_id: account,
+            email,
+            purpose,
+            sms_phone: None,
+        }
+    }
 
     #[test]
-    fn an_event_opens_only_with_its_own_recipient_and_kind() -> anyhow::Result<()> {
+    fn an_event_opens_only_with_its_own_recipient_kind_purpose_and_number() -> anyhow::Result<()> {
         let sealer = Sealer::new([9; 32]);
         let (token, account) = (Uuid::now_v7(), AccountId::generate());
-        let sealed = sealer
-            .seal("the-raw-token", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com", RESET))?;
-        assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com", RESET).as_deref(),
-            Some("the-raw-token")
-        );
-        assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "eve@example.com", RESET),
-            None,
-            "recipient edited"
-        );
-        assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, AccountId::generate(), "ada@example.com", RESET),
-            None,
-            "account edited"
-        );
-        assert_eq!(
-            sealer.open_event(&sealed, EventKind::PasswordChanged, token, account, "ada@example.com", RESET),
-            None,
-            "kind edited"
-        );
-        assert_eq!(
-            sealer.open_event(&sealed, EventKind::TokenCreated, token, account, "ada@example.com", SETUP),
-            None,
-            "purpose edited"
-        );
-        let setup =
-            sealer.seal("invite", &seal_context(EventKind::TokenCreated, token, account, "ada@example.com", SETUP))?;
-        assert_eq!(
-            sealer.open_event(&setup, EventKind::TokenCreated, token, account, "ada@example.com", SETUP).as_deref(),
-            Some("invite")
-        );
-        assert_eq!(
-            sealer.open_event(&setup, EventKind::TokenCreated, token, account, "ada@example.com", RESET),
-            None,
-            "purpose edited back"
-        );
+        let reset = context(token, account, "ada@example.com", TokenPurpose::PasswordReset);
+        let sealed = sealer.seal("the-raw-token", &seal_context(&reset))?;
+        assert_eq!(sealer.open_event(&sealed, &reset).as_deref(), Some("the-raw-token"));
+        let edits = [
+            ("recipient edited", SealContext { email: "eve@example.com", ..reset }),
+            ("account edited", SealContext { account_id: AccountId::generate(), ..reset }),
+            ("kind edited", SealContext { kind: EventKind::PasswordChanged, ..reset }),
+            ("purpose edited", SealContext { purpose: TokenPurpose::AccountSetup, ..reset }),
+            ("number added", SealContext { sms_phone: Some("+447911123456"), ..reset }),
+        ];
+        for (what, edited) in &edits {
+            assert_eq!(sealer.open_event(&sealed, edited), None, "{what}");
+        }
+        let texted = SealContext { sms_phone: Some("+447911123456"), ..reset };
+        let code = sealer.seal("123456", &seal_context(&texted))?;
+        assert_eq!(sealer.open_event(&code, &texted).as_deref(), Some("123456"));
+        let renumbered = SealContext { sms_phone: Some("+447911123457"), ..reset };
+        assert_eq!(sealer.open_event(&code, &renumbered), None, "number edited");
         let downgraded = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealed.clone() };
-        assert_eq!(
-            sealer.open_event(&downgraded, EventKind::TokenCreated, token, account, "eve@example.com", RESET),
-            None,
-            "flag cleared"
-        );
+        let eve = SealContext { email: "eve@example.com", ..reset };
+        assert_eq!(sealer.open_event(&downgraded, &eve), None, "flag cleared");
         // A value sealed before the full context (token id only) still opens.
         let legacy = SealedToken { key_id: sealed.key_id & KEY_ID_MASK, ..sealer.seal("old", token.as_bytes())? };
-        assert_eq!(
-            sealer.open_event(&legacy, EventKind::TokenCreated, token, account, "ada@example.com", RESET).as_deref(),
-            Some("old")
-        );
+        assert_eq!(sealer.open_event(&legacy, &reset).as_deref(), Some("old"));
         Ok(())
     }
 

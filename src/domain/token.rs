@@ -26,7 +26,8 @@ pub enum TokenGenerator {
     RandomBytes(usize),
     /// Alphanumeric string with a length drawn from `min..=max`.
     RandomString { min: usize, max: usize },
-    /// Decimal code drawn from `min..=max`. Small search space: only with rate limits on.
+    /// Decimal code drawn from `min..=max`. A small search space: such codes are bound
+    /// to their login, with their failed attempts capped.
     Numeric { min: u64, max: u64 },
 }
 
@@ -118,6 +119,12 @@ pub struct TokenPolicy {
     /// Whether an account without a usable password may reset (default: no, as in
     /// django-rest-passwordreset).
     pub allow_without_usable_password: bool,
+    /// The short codes texted by SMS (the numeric range of `--token-min-number` and
+    /// `--token-max-number`; default 10000..=99999).
+    pub sms_codes: TokenGenerator,
+    /// Failed attempts against an account with a live short code before that code is
+    /// revoked (default 5).
+    pub max_code_attempts: u32,
 }
 
 /// The shortest lifetime a caller of `IssueToken` may ask for.
@@ -159,6 +166,8 @@ impl Default for TokenPolicy {
             max_ttl: Duration::from_secs(30 * 24 * 3600),
             cache_ttl: Duration::from_secs(10),
             allow_without_usable_password: false,
+            sms_codes: TokenGenerator::Numeric { min: 10_000, max: 99_999 },
+            max_code_attempts: 5,
         }
     }
 }
@@ -210,6 +219,16 @@ fn hmac(key: &[u8; 32], token: &RawToken) -> TokenDigest {
     TokenDigest(mac.finalize().into_bytes().into())
 }
 
+/// What a bound code's digest covers: a label, the account id and the code.
+fn bound_input(account: AccountId, token: &RawToken) -> RawToken {
+    let mut input = String::with_capacity(64 + token.0.len());
+    input.push_str("bound\0");
+    input.push_str(&account.to_string());
+    input.push('\0');
+    input.push_str(&token.0);
+    RawToken(input)
+}
+
 impl TokenDigester {
     pub fn new(key: [u8; 32]) -> Self {
         Self { current: key, previous: Vec::new() }
@@ -229,6 +248,19 @@ impl TokenDigester {
     pub fn candidates(&self, current: TokenDigest, token: &RawToken) -> Vec<TokenDigest> {
         std::iter::once(current).chain(self.previous.iter().map(|k| hmac(k, token))).collect()
     }
+
+    /// The digest a short code is stored under: bound to its account, so the same code
+    /// of another account is another digest, and a code is found only when the caller
+    /// names its login.
+    pub fn digest_bound(&self, account: AccountId, token: &RawToken) -> TokenDigest {
+        hmac(&self.current, &bound_input(account, token))
+    }
+
+    /// [`candidates`](Self::candidates) for a short code of `account`.
+    pub fn candidates_bound(&self, account: AccountId, token: &RawToken) -> Vec<TokenDigest> {
+        let input = bound_input(account, token);
+        std::iter::once(&self.current).chain(&self.previous).map(|k| hmac(k, &input)).collect()
+    }
 }
 
 /// A token about to be stored (as its digest only).
@@ -242,6 +274,9 @@ pub struct NewToken {
     pub client_ip: String,
     pub user_agent: String,
     pub purpose: TokenPurpose,
+    /// A short code: digested with its account ([`TokenDigester::digest_bound`]), so it
+    /// is found only together with its login.
+    pub bound: bool,
 }
 
 /// A stored token, as far as deciding whether it is live needs.
@@ -256,6 +291,8 @@ pub struct TokenRecord {
     /// live, whatever its own state says.
     pub account_active: bool,
     pub purpose: TokenPurpose,
+    /// A short code digested with its account (see [`NewToken::bound`]).
+    pub bound: bool,
 }
 
 impl From<&NewToken> for TokenRecord {
@@ -271,6 +308,7 @@ impl From<&NewToken> for TokenRecord {
             revoked_at: None,
             account_active: true,
             purpose: token.purpose,
+            bound: token.bound,
         }
     }
 }

@@ -20,8 +20,9 @@ use tracing::{Span, info, warn};
 use super::clock;
 use super::email::Email;
 use super::error::{Error, Result};
-use super::event::NewEvent;
+use super::event::{Channel, NewEvent};
 use super::limits::Rate;
+use super::login::Login;
 use super::mint::Minter;
 use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
 use super::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
@@ -40,7 +41,8 @@ const LONGEST_RETRY: Duration = Duration::from_millis(500);
 
 /// What a reset request leads to, once its address is looked up.
 enum Work {
-    Token(Account),
+    /// A token for the account, to go out by the channel the login asks for.
+    Token(Account, Channel),
     UnknownEmail(Email),
     /// Nothing is written (the reason is for the audit line); the caller still waits
     /// for the batch's commit, like everyone else.
@@ -48,7 +50,8 @@ enum Work {
 }
 
 pub struct Job {
-    pub email: Email,
+    /// What the reset was asked for by: an e-mail, a username or a phone number.
+    pub login: Login,
     pub locale: Locale,
     pub client: ClientInfo,
     /// Held until the job is written, bounding requests in flight.
@@ -122,23 +125,41 @@ impl TokenWriter {
         }
     }
 
-    /// What each job leads to, from one look-up of the batch's addresses.
+    /// What each job leads to, from one look-up of the batch's logins.
     async fn works(&self, jobs: &[Job]) -> Result<Vec<Work>> {
-        let emails: Vec<&Email> = jobs.iter().map(|j| &j.email).collect();
-        let records = self.core.store.accounts_by_emails(&emails).await?;
-        let by_email: HashMap<&str, &AccountRecord> = records.iter().map(|r| (r.account.email.as_str(), r)).collect();
+        let logins: Vec<&Login> = jobs.iter().map(|j| &j.login).collect();
+        let records = self.core.store.accounts_by_logins(&logins).await?;
+        let mut by_login: HashMap<Login, &AccountRecord> = HashMap::new();
+        for r in &records {
+            let a = &r.account;
+            by_login.insert(Login::Email(a.email.clone()), r);
+            if let Some(username) = &a.username {
+                by_login.insert(Login::Username(username.clone()), r);
+            }
+            if let Some(phone) = &a.phone {
+                by_login.insert(Login::Phone(phone.clone()), r);
+            }
+        }
         Ok(jobs
             .iter()
-            .map(|job| match by_email.get(job.email.as_str()) {
-                None if self.emit_unknown_account_events => Work::UnknownEmail(job.email.clone()),
-                None => Work::Nothing("no_account"),
-                Some(r) if !r.account.active => Work::Nothing("inactive"),
-                Some(r) if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
-                    Work::Nothing("no_usable_password")
-                }
-                Some(r) => Work::Token(r.account.clone()),
+            .map(|job| match (by_login.get(&job.login), &job.login) {
+                // Only an e-mail can be told "there is no account here".
+                (None, Login::Email(email)) if self.emit_unknown_account_events => Work::UnknownEmail(email.clone()),
+                (None, _) => Work::Nothing("no_account"),
+                (Some(r), login) => self.work_for(r, login),
             })
             .collect())
+    }
+
+    fn work_for(&self, r: &AccountRecord, login: &Login) -> Work {
+        let channel = if matches!(login, Login::Phone(_)) { Channel::Sms } else { Channel::Email };
+        match r {
+            r if !r.account.active => Work::Nothing("inactive"),
+            r if !r.account.has_usable_password && !self.tokens.allow_without_usable_password => {
+                Work::Nothing("no_usable_password")
+            }
+            r => Work::Token(r.account.clone(), channel),
+        }
     }
 
     /// Writes one batch, retrying transient failures, and answers its callers; returns
@@ -191,14 +212,14 @@ impl TokenWriter {
                     continue;
                 }
                 (Work::Nothing(reason), _) => *reason,
-                (Work::Token(_), Some(Inserted::Created)) => "token_created",
+                (Work::Token(..), Some(Inserted::Created)) => "token_created",
                 (Work::UnknownEmail(_), Some(Inserted::Created)) => "unknown_email_reported",
                 (_, Some(Inserted::Capped)) => "account_capped",
                 (_, Some(Inserted::Inactive)) => "inactive",
                 (_, None) => "nothing",
             };
             let account_id = match &work {
-                Work::Token(account) => account.id.to_string(),
+                Work::Token(account, _) => account.id.to_string(),
                 Work::UnknownEmail(_) | Work::Nothing(_) => String::new(),
             };
             metrics::counter!("pwreset_reset_requests_total", "outcome" => outcome).increment(1);
@@ -259,10 +280,10 @@ impl TokenWriter {
         // could have the notifier mail an address without end.
         let cap = self.account_cap.map(|rate| TokenCap { max: rate.count.get(), since: now - rate.period });
         match work {
-            Work::Token(account) => {
-                let (raw, token) =
-                    self.minter.mint(account, TokenPurpose::PasswordReset, now, self.tokens.ttl, client)?;
-                let event = self.minter.announce(account, &token, &raw, &job.locale)?;
+            Work::Token(account, channel) => {
+                let (purpose, ttl) = (TokenPurpose::PasswordReset, self.tokens.ttl);
+                let (raw, token) = self.minter.mint(account, purpose, now, ttl, client, *channel)?;
+                let event = self.minter.announce(account, &token, &raw, &job.locale, *channel)?;
                 Ok(Some(OutboxWrite { token: Some(token), event, cap }))
             }
             Work::UnknownEmail(email) => {

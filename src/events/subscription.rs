@@ -19,9 +19,9 @@ use crate::domain::bus::EventBus;
 use crate::domain::cache::TokenCache;
 use crate::domain::clock;
 use crate::domain::clock::SharedClock;
-use crate::domain::event::{DomainEvent, Event, EventKind, Sequence, TokenCopy};
+use crate::domain::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
 use crate::domain::persistence::EventStore;
-use crate::domain::seal::Sealer;
+use crate::domain::seal::{SealContext, Sealer};
 use crate::domain::{Error, Result};
 
 const BATCH: u64 = 256;
@@ -278,19 +278,30 @@ impl Inner {
 
     /// The event as a subscriber gets it: a live token's sealed copy opened.
     fn deliverable(&self, mut e: Event) -> Event {
-        if let DomainEvent::TokenCreated { account_id, email, token_id, token, expires_at, purpose, .. } = &mut e.event
+        if let DomainEvent::TokenCreated {
+            account_id,
+            email,
+            token_id,
+            token,
+            expires_at,
+            purpose,
+            channel,
+            phone,
+            ..
+        } = &mut e.event
         {
             let live = *expires_at > self.clock.now();
+            let context = SealContext {
+                kind: EventKind::TokenCreated,
+                token_id: *token_id,
+                account_id: *account_id,
+                email,
+                purpose: *purpose,
+                sms_phone: (*channel == Channel::Sms).then_some(phone.as_str()),
+            };
             *token = match std::mem::replace(token, TokenCopy::Gone) {
                 TokenCopy::Sealed(sealed) if live => {
-                    match self.sealer.open_event(
-                        &sealed,
-                        EventKind::TokenCreated,
-                        *token_id,
-                        *account_id,
-                        email,
-                        *purpose,
-                    ) {
+                    match self.sealer.open_event(&sealed, &context) {
                         Some(raw) => TokenCopy::Raw(raw),
                         None => {
                             // Tampered with, or sealed under a key no longer configured.

@@ -8,8 +8,9 @@ use tracing::field::Empty;
 use super::auth::CallerName;
 use super::client::ClientIpSettings;
 use super::convert::{duration, purpose, timestamp};
-use crate::domain::accounts::{AccountKey, AccountService, Credential, Delivery, TokenRequest};
+use crate::domain::accounts::{AccountKey, AccountService, Credential, Delivery, Logins, TokenRequest};
 use crate::domain::email::Email;
+use crate::domain::login::{Phone, Username};
 use crate::domain::password::Password;
 use crate::domain::{AccountId, Error, Locale};
 use crate::proto;
@@ -30,8 +31,13 @@ impl AccountServiceRpc for AccountGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "CreateAccount", client_ip = Empty))]
     async fn create_account(&self, req: Request<CreateAccountRequest>) -> Result<Response<proto::Account>, Status> {
         let client = self.clients.of(&req);
-        let CreateAccountRequest { email, password, send_setup_token, locale, password_hash } = req.into_inner();
-        let email = Email::parse(&email)?;
+        let CreateAccountRequest { email, password, send_setup_token, locale, password_hash, username, phone } =
+            req.into_inner();
+        let logins = Logins {
+            email: Email::parse(&email)?,
+            username: (!username.is_empty()).then(|| Username::parse(&username, "username")).transpose()?,
+            phone: (!phone.is_empty()).then(|| Phone::parse(&phone, "phone")).transpose()?,
+        };
         let locale = Locale::parse(locale)?;
         let setup = send_setup_token.then_some(locale);
         let credential = match (password, password_hash.is_empty()) {
@@ -42,7 +48,7 @@ impl AccountServiceRpc for AccountGrpc {
                 return Err(Error::invalid("password_hash", "set either password or password_hash").into());
             }
         };
-        let account = self.accounts.create_account(email, credential, setup, &client).await?;
+        let account = self.accounts.create_account(logins, credential, setup, &client).await?;
         Ok(Response::new(account.into()))
     }
 

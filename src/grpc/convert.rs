@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::event::{DomainEvent, Event, PasswordChangeReason, TokenCopy};
+use crate::domain::event::{Channel, DomainEvent, Event, PasswordChangeReason, TokenCopy};
 use crate::domain::token::TokenPurpose;
 use crate::domain::{Account, Error, Result};
 use crate::proto;
@@ -22,6 +22,8 @@ impl From<Account> for proto::Account {
             has_usable_password: a.has_usable_password,
             created_at: Some(timestamp(a.created_at)),
             password_changed_at: a.password_changed_at.map(timestamp),
+            username: a.username.map(|u| u.as_str().to_owned()).unwrap_or_default(),
+            phone: a.phone.map(|p| p.as_str().to_owned()).unwrap_or_default(),
         }
     }
 }
@@ -75,6 +77,9 @@ impl From<Event> for proto::Event {
                 user_agent,
                 locale,
                 purpose,
+                channel,
+                phone,
+                username,
                 ..
             } => proto::event::Kind::TokenCreated(proto::TokenCreated {
                 account_id: account_id.to_string(),
@@ -89,7 +94,13 @@ impl From<Event> for proto::Event {
                 user_agent,
                 locale,
                 purpose: proto::TokenPurpose::from(purpose).into(),
-                channel: proto::Channel::Email.into(),
+                channel: match channel {
+                    Channel::Email => proto::Channel::Email,
+                    Channel::Sms => proto::Channel::Sms,
+                }
+                .into(),
+                phone,
+                username,
             }),
             DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent, reason } => {
                 proto::event::Kind::PasswordChanged(proto::PasswordChanged {

@@ -9,8 +9,8 @@ use tracing::field::Empty;
 
 use super::client::ClientIpSettings;
 use super::convert::timestamp;
-use crate::domain::email::Email;
 use crate::domain::event::Sequence;
+use crate::domain::login::Login;
 use crate::domain::password::Password;
 use crate::domain::reset::ResetService;
 use crate::domain::token::RawToken;
@@ -34,6 +34,11 @@ impl ResetGrpc {
     }
 }
 
+/// A request's optional `login`.
+fn login_field(raw: &str) -> crate::domain::Result<Option<Login>> {
+    if raw.trim().is_empty() { Ok(None) } else { Login::parse(raw, "login").map(Some) }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -41,8 +46,9 @@ impl PasswordResetService for ResetGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "RequestToken", client_ip = Empty))]
     async fn request_token(&self, req: Request<RequestTokenRequest>) -> Result<Response<RequestTokenResponse>, Status> {
         let client = self.client(&req);
-        let RequestTokenRequest { email, locale } = req.into_inner();
-        self.reset.request_token(Email::parse(&email)?, Locale::parse(locale)?, &client).await?;
+        let RequestTokenRequest { email, locale, username, phone } = req.into_inner();
+        let login = Login::from_request(&email, &username, &phone)?;
+        self.reset.request_token(login, Locale::parse(locale)?, &client).await?;
         Ok(Response::new(RequestTokenResponse {}))
     }
 
@@ -52,7 +58,8 @@ impl PasswordResetService for ResetGrpc {
         req: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         let client = self.client(&req);
-        let record = self.reset.validate_token(RawToken::parse(req.into_inner().token)?, &client).await?;
+        let ValidateTokenRequest { token, login } = req.into_inner();
+        let record = self.reset.validate_token(RawToken::parse(token)?, login_field(&login)?, &client).await?;
         Ok(Response::new(ValidateTokenResponse {
             expires_at: Some(timestamp(record.expires_at)),
             purpose: proto::TokenPurpose::from(record.purpose).into(),
@@ -62,8 +69,9 @@ impl PasswordResetService for ResetGrpc {
     #[tracing::instrument(skip_all, fields(rpc = "Confirm", client_ip = Empty, token_state = Empty, account_id = Empty))]
     async fn confirm(&self, req: Request<ConfirmRequest>) -> Result<Response<ConfirmResponse>, Status> {
         let client = self.client(&req);
-        let ConfirmRequest { token, new_password } = req.into_inner();
-        self.reset.confirm(RawToken::parse(token)?, Password::new(new_password), &client).await?;
+        let ConfirmRequest { token, new_password, login } = req.into_inner();
+        let login = login_field(&login)?;
+        self.reset.confirm(RawToken::parse(token)?, login, Password::new(new_password), &client).await?;
         Ok(Response::new(ConfirmResponse {}))
     }
 

@@ -35,7 +35,9 @@ impl From<Error> for Status {
             }
             Error::TokenNotFound => Status::not_found("token is invalid or has expired"),
             Error::AccountNotFound => Status::not_found("account not found"),
-            Error::AccountExists => Status::already_exists("an account with this email already exists"),
+            Error::AccountExists => {
+                Status::already_exists("an account with this e-mail, username or phone already exists")
+            }
             Error::AccountInactive => Status::failed_precondition("the account is inactive"),
             Error::PasswordAlreadySet => Status::failed_precondition(
                 "the account already has a usable password: an account-setup token is only for accounts without one",

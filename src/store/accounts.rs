@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
 use tracing::instrument;
 
 use super::entity::{accounts, reset_tokens};
@@ -14,6 +14,7 @@ use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_liv
 use super::{Classify, Store, classify, from_millis, millis};
 use crate::domain::email::Email;
 use crate::domain::event::{NewEvent, Sequence};
+use crate::domain::login::{Login, Phone, Username};
 use crate::domain::persistence::{AccountRecord, AccountStore, Issue, NewAccount, PasswordChange};
 use crate::domain::{Account, AccountId, Error, Result};
 
@@ -64,7 +65,8 @@ impl AccountStore for Store {
         let _turn = self.write_turn().await;
         let txn = self.writer.begin().await.db()?;
         let inserted = accounts::Entity::insert_many(rows)
-            .on_conflict(OnConflict::column(accounts::Column::Email).do_nothing().to_owned())
+            // Any unique login taken (e-mail, username, phone): skipped, never overwritten.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
             .exec_without_returning(&txn)
             .await
             .db()?;
@@ -72,17 +74,42 @@ impl AccountStore for Store {
         Ok(inserted)
     }
 
-    #[instrument(skip_all, err, level = "debug", fields(emails = emails.len()))]
-    async fn accounts_by_emails(&self, emails: &[&Email]) -> Result<Vec<AccountRecord>> {
-        if emails.is_empty() {
+    #[instrument(skip_all, err, level = "debug", fields(logins = logins.len()))]
+    async fn accounts_by_logins(&self, logins: &[&Login]) -> Result<Vec<AccountRecord>> {
+        if logins.is_empty() {
             return Ok(Vec::new());
         }
+        // One statement with all three lists (empty ones included), whatever the batch
+        // holds: the same work for every mix of logins.
+        let (mut emails, mut usernames, mut phones) = (Vec::new(), Vec::new(), Vec::new());
+        for login in logins {
+            match login {
+                Login::Email(e) => emails.push(e.as_str()),
+                Login::Username(u) => usernames.push(u.as_str()),
+                Login::Phone(p) => phones.push(p.as_str()),
+            }
+        }
         let rows = accounts::Entity::find()
-            .filter(accounts::Column::Email.is_in(emails.iter().map(|e| e.as_str())))
+            .filter(
+                Condition::any()
+                    .add(accounts::Column::Email.is_in(emails))
+                    .add(accounts::Column::Username.is_in(usernames))
+                    .add(accounts::Column::Phone.is_in(phones)),
+            )
             .all(&self.db)
             .await
             .db()?;
         Ok(rows.into_iter().map(to_record).collect())
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn account_by_login(&self, login: &Login) -> Result<Option<AccountRecord>> {
+        let filter = match login {
+            Login::Email(e) => accounts::Column::Email.eq(e.as_str()),
+            Login::Username(u) => accounts::Column::Username.eq(u.as_str()),
+            Login::Phone(p) => accounts::Column::Phone.eq(p.as_str()),
+        };
+        Ok(accounts::Entity::find().filter(filter).one(&self.db).await.db()?.map(to_record))
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -171,6 +198,8 @@ fn account_model(new: NewAccount) -> accounts::ActiveModel {
     accounts::ActiveModel {
         id: Set(new.id.uuid()),
         email: Set(new.email.as_str().to_owned()),
+        username: Set(new.username.map(|u| u.as_str().to_owned())),
+        phone: Set(new.phone.map(|p| p.as_str().to_owned())),
         password_changed_at: Set(new.password_hash.is_some().then_some(now)),
         password_hash: Set(new.password_hash),
         active: Set(new.active),
@@ -187,6 +216,8 @@ fn to_account(row: &accounts::Model) -> Account {
         has_usable_password: row.password_hash.is_some(),
         created_at: from_millis(row.created_at),
         password_changed_at: row.password_changed_at.map(from_millis),
+        username: row.username.clone().map(Username::from_trusted),
+        phone: row.phone.clone().map(Phone::from_trusted),
     }
 }
 

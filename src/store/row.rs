@@ -7,7 +7,9 @@ use uuid::Uuid;
 use super::entity::{events, reset_tokens};
 use super::{from_millis, millis};
 use crate::domain::AccountId;
-use crate::domain::event::{DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy};
+use crate::domain::event::{
+    Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy,
+};
 use crate::domain::seal::SealedToken;
 use crate::domain::token::{NewToken, TokenPurpose};
 
@@ -31,6 +33,9 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
         retain_until: Set(millis(new.retain_until)),
         purpose: Set(TokenPurpose::PasswordReset.code()),
         reason: Set(PasswordChangeReason::Reset.code()),
+        channel: Set(Channel::Email.code()),
+        phone: Set(String::new()),
+        username: Set(String::new()),
     };
     match new.event {
         DomainEvent::TokenCreated {
@@ -43,6 +48,9 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
             user_agent,
             locale,
             purpose,
+            channel,
+            phone,
+            username,
         } => {
             if let TokenCopy::Sealed(sealed) = token {
                 row.sealed_token = Set(Some(sealed.bytes));
@@ -56,6 +64,9 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
             row.user_agent = Set(user_agent);
             row.locale = Set(locale);
             row.purpose = Set(purpose.code());
+            row.channel = Set(channel.code());
+            row.phone = Set(phone);
+            row.username = Set(username);
         }
         DomainEvent::PasswordChanged { account_id, email, client_ip, user_agent, reason } => {
             row.account_id = Set(account_id.uuid());
@@ -90,6 +101,9 @@ pub(super) fn to_event(row: events::Model) -> Option<Event> {
             user_agent: row.user_agent,
             locale: row.locale,
             purpose: TokenPurpose::from_code(row.purpose),
+            channel: Channel::from_code(row.channel),
+            phone: row.phone,
+            username: row.username,
         },
         EventKind::PasswordChanged => DomainEvent::PasswordChanged {
             account_id: AccountId::from_uuid(row.account_id),
@@ -124,5 +138,7 @@ pub(super) fn token_model(
         client_ip: Set(token.client_ip),
         user_agent: Set(token.user_agent),
         purpose: Set(token.purpose.code()),
+        bound: Set(token.bound),
+        failed_attempts: Set(0),
     }
 }

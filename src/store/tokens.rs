@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait, Value};
 use tracing::instrument;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use crate::domain::{AccountId, Error, Result};
 impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn token_by_digests(&self, digests: &[TokenDigest]) -> Result<Option<TokenRecord>> {
-        type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, i16, bool);
+        type Row = (Uuid, Uuid, i64, Option<i64>, Option<i64>, i16, bool, bool);
         let row: Option<Row> = reset_tokens::Entity::find()
             .select_only()
             .columns([
@@ -32,6 +32,7 @@ impl TokenStore for Store {
                 reset_tokens::Column::UsedAt,
                 reset_tokens::Column::RevokedAt,
                 reset_tokens::Column::Purpose,
+                reset_tokens::Column::Bound,
             ])
             .column(accounts::Column::Active)
             .join(JoinType::InnerJoin, reset_tokens::Relation::Account.def())
@@ -40,7 +41,7 @@ impl TokenStore for Store {
             .one(&self.db)
             .await
             .db()?;
-        Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, purpose, account_active)| TokenRecord {
+        Ok(row.map(|(id, account_id, expires_at, used_at, revoked_at, purpose, bound, account_active)| TokenRecord {
             id,
             account_id: AccountId::from_uuid(account_id),
             expires_at: from_millis(expires_at),
@@ -48,6 +49,7 @@ impl TokenStore for Store {
             revoked_at: revoked_at.map(from_millis),
             account_active,
             purpose: TokenPurpose::from_code(purpose),
+            bound,
         }))
     }
 
@@ -133,6 +135,52 @@ impl TokenStore for Store {
         };
         txn.commit().await.db()?;
         Ok(sequence)
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn count_code_failure(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<bool> {
+        let at = millis(now);
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        outbox_lock(&txn).await?;
+        // One statement: racing failures each add one, and the one that reaches `max`
+        // revokes, however many arrive at once.
+        let reached = Expr::col(reset_tokens::Column::FailedAttempts).add(1).gte(i64::from(max));
+        reset_tokens::Entity::update_many()
+            .col_expr(reset_tokens::Column::FailedAttempts, Expr::col(reset_tokens::Column::FailedAttempts).add(1))
+            .col_expr(
+                reset_tokens::Column::RevokedAt,
+                Expr::case(reached, Expr::value(at)).finally(Expr::value(Value::BigInt(None))).into(),
+            )
+            .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
+            .filter(reset_tokens::Column::Bound.eq(true))
+            .filter(reset_tokens::Column::UsedAt.is_null())
+            .filter(reset_tokens::Column::RevokedAt.is_null())
+            .filter(reset_tokens::Column::ExpiresAt.gt(at))
+            .exec(&txn)
+            .await
+            .db()?;
+        let revoked = reset_tokens::Entity::find()
+            .select_only()
+            .column(reset_tokens::Column::Id)
+            .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
+            .filter(reset_tokens::Column::RevokedAt.eq(at))
+            .filter(reset_tokens::Column::Bound.eq(true))
+            .into_tuple::<Uuid>()
+            .all(&txn)
+            .await
+            .db()?;
+        if !revoked.is_empty() {
+            events::Entity::update_many()
+                .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
+                .filter(events::Column::TokenId.is_in(revoked.iter().copied()))
+                .exec(&txn)
+                .await
+                .db()?;
+            notify_revoked(&txn, id).await?;
+        }
+        txn.commit().await.db()?;
+        Ok(!revoked.is_empty())
     }
 
     #[instrument(skip_all, err, level = "debug")]

@@ -26,7 +26,10 @@ async fn the_per_account_token_cap_is_silent() {
     // stays live. Restarting waits for the work left after the reply.
     app.request_token("ada@example.com").await.expect("answers OK over the cap");
     let app = app.restart().await;
-    app.reset().validate_token(ValidateTokenRequest { token: second.clone() }).await.expect("still live");
+    app.reset()
+        .validate_token(ValidateTokenRequest { token: second.clone(), ..Default::default() })
+        .await
+        .expect("still live");
     app.create_account("marker@example.com", Some(STRONG)).await;
     app.request_token("marker@example.com").await.unwrap();
     let mut all = app.subscribe(Some(0)).await;
@@ -118,7 +121,12 @@ async fn per_ip_limits_reset_as_the_clock_moves() {
         c
     })
     .await;
-    let request = || with_ip(RequestTokenRequest { email: "a@example.com".into(), locale: String::new() }, "192.0.2.1");
+    let request = || {
+        with_ip(
+            RequestTokenRequest { email: "a@example.com".into(), locale: String::new(), ..Default::default() },
+            "192.0.2.1",
+        )
+    };
     app.reset().request_token(request()).await.unwrap();
     assert_eq!(app.reset().request_token(request()).await.unwrap_err().code(), Code::ResourceExhausted);
     app.clock.advance(Duration::from_secs(600));
@@ -132,7 +140,11 @@ async fn errors_carry_no_hint_of_whether_an_account_exists() {
     for email in ["ada@example.com", "nobody@example.com"] {
         let status = app
             .reset()
-            .request_token(RequestTokenRequest { email: email.into(), locale: "bad locale!".into() })
+            .request_token(RequestTokenRequest {
+                email: email.into(),
+                locale: "bad locale!".into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(status.message(), "locale: must be a BCP 47 tag such as en-GB");
@@ -188,7 +200,9 @@ async fn reset_requests_beyond_those_in_flight_wait_for_room_then_are_refused_al
     let ask = |app: &TestApp, email: &'static str| {
         let mut client = app.reset();
         tokio::spawn(async move {
-            client.request_token(RequestTokenRequest { email: email.into(), locale: String::new() }).await
+            client
+                .request_token(RequestTokenRequest { email: email.into(), locale: String::new(), ..Default::default() })
+                .await
         })
     };
     let mut first = ask(&patient, "ada@example.com");

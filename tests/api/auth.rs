@@ -34,7 +34,7 @@ async fn each_role_needs_its_own_key() {
     let app = keyed_app().await;
     let mut reset = PasswordResetServiceClient::new(app.channel.clone());
     let mut accounts = AccountServiceClient::new(app.channel.clone());
-    let validate = || ValidateTokenRequest { token: "unknown".into() };
+    let validate = || ValidateTokenRequest { token: "unknown".into(), ..Default::default() };
     let create = || CreateAccountRequest { email: "ada@example.com".into(), password: None, ..Default::default() };
     let subscribe = || SubscribeEventsRequest { after_sequence: None };
 
@@ -74,7 +74,7 @@ async fn roles_without_a_key_are_open_on_loopback() {
         c
     })
     .await;
-    app.reset().validate_token(ValidateTokenRequest { token: "x".into() }).await.unwrap_err();
+    app.reset().validate_token(ValidateTokenRequest { token: "x".into(), ..Default::default() }).await.unwrap_err();
     let status = app
         .accounts()
         .create_account(CreateAccountRequest { email: "a@example.com".into(), password: None, ..Default::default() })

@@ -22,7 +22,11 @@ fn replica(mut c: pwreset::Config) -> pwreset::Config {
 }
 
 async fn validate(app: &TestApp, token: &str) -> Result<(), Code> {
-    app.reset().validate_token(ValidateTokenRequest { token: token.into() }).await.map(|_| ()).map_err(|s| s.code())
+    app.reset()
+        .validate_token(ValidateTokenRequest { token: token.into(), ..Default::default() })
+        .await
+        .map(|_| ())
+        .map_err(|s| s.code())
 }
 
 async fn delete_all_tokens(app: &TestApp) {
@@ -54,7 +58,10 @@ async fn a_stale_cache_entry_never_lets_confirm_through() {
     db.execute_unprepared("UPDATE reset_tokens SET used_at = 1").await.unwrap();
     db.close().await.unwrap();
     assert_eq!(validate(&app, &token).await, Ok(()), "optimistic within the TTL");
-    let refused = app.reset().confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into() }).await;
+    let refused = app
+        .reset()
+        .confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await;
     assert_eq!(refused.unwrap_err().code(), Code::NotFound);
     assert!(app.verify("ada@example.com", STRONG).await, "the password did not change");
     assert_eq!(validate(&app, &token).await, Err(Code::NotFound), "and the lost race emptied the cache");
@@ -81,7 +88,10 @@ async fn a_token_used_on_another_replica_is_refused_once_its_event_arrives() {
     validate(&a, &token).await.unwrap();
     let mut on_a = a.subscribe(None).await;
 
-    b.reset().confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into() }).await.unwrap();
+    b.reset()
+        .confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await
+        .unwrap();
     // The fetcher drops the cached token before it passes the event on.
     password_changed(next_event(&mut on_a).await);
     assert_eq!(validate(&a, &token).await, Err(Code::NotFound));

@@ -97,7 +97,8 @@ fn load(channel: &Channel, emails: Vec<String>, stop_on_error: bool) -> (Answers
                 let mut client = PasswordResetServiceClient::new(channel);
                 loop {
                     let Some(email) = next.lock().unwrap().next() else { return };
-                    let request = RequestTokenRequest { email: email.clone(), locale: String::new() };
+                    let request =
+                        RequestTokenRequest { email: email.clone(), locale: String::new(), ..Default::default() };
                     match client.request_token(request).await {
                         Ok(_) => answers.acked.lock().unwrap().push(email),
                         Err(status) => {
@@ -170,7 +171,11 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
 
     let server = Server::start(db.url(), &key);
     PasswordResetServiceClient::new(server.channel.clone())
-        .request_token(RequestTokenRequest { email: "marker@example.com".into(), locale: String::new() })
+        .request_token(RequestTokenRequest {
+            email: "marker@example.com".into(),
+            locale: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let all = events_until_marker(server.channel.clone(), 0, "marker@example.com").await;

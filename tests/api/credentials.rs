@@ -44,7 +44,7 @@ async fn refused_everywhere(app: &TestApp) {
     assert_eq!(reasons(&status), ["BREACHED"]);
 
     let (account_id, token) = app.account_with_token("ada@example.com").await;
-    let confirm = ConfirmRequest { token: token.clone(), new_password: LEAKED.into() };
+    let confirm = ConfirmRequest { token: token.clone(), new_password: LEAKED.into(), ..Default::default() };
     let status = app.reset().confirm(confirm).await.unwrap_err();
     assert_eq!(bad_request_fields(&status), ["new_password"]);
     assert_eq!(reasons(&status), ["BREACHED"]);
@@ -53,7 +53,7 @@ async fn refused_everywhere(app: &TestApp) {
     let status = app.accounts().change_password(change).await.unwrap_err();
     assert_eq!(reasons(&status), ["BREACHED"]);
     // The token is still usable with a good password.
-    let confirm = ConfirmRequest { token, new_password: OTHER_STRONG.into() };
+    let confirm = ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() };
     app.reset().confirm(confirm).await.unwrap();
 }
 
@@ -140,11 +140,11 @@ async fn the_last_n_passwords_are_refused_and_older_ones_forgotten() {
     // A reset refuses them too, the current one included.
     let token = app.new_token("ada@example.com").await;
     for old in [&p[0], &p[3]] {
-        let confirm = ConfirmRequest { token: token.clone(), new_password: old.clone() };
+        let confirm = ConfirmRequest { token: token.clone(), new_password: old.clone(), ..Default::default() };
         let status = app.reset().confirm(confirm).await.unwrap_err();
         assert_eq!(reasons(&status), ["REUSED"], "{old}");
     }
-    let confirm = ConfirmRequest { token, new_password: p[4].clone() };
+    let confirm = ConfirmRequest { token, new_password: p[4].clone(), ..Default::default() };
     app.reset().confirm(confirm).await.unwrap();
     // Current: p4; kept: p3, p2, p1. p0 is forgotten: allowed again, and never kept beyond N.
     assert_eq!(history_rows(&app, &id).await, 3);

@@ -43,7 +43,10 @@ async fn replay_after_a_cursor_gives_exactly_the_missed_events_in_order() {
 async fn replayed_token_created_is_empty_once_the_token_is_used() {
     let app = TestApp::spawn().await;
     let (_, token) = app.account_with_token("ada@example.com").await;
-    app.reset().confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into() }).await.unwrap();
+    app.reset()
+        .confirm(ConfirmRequest { token: token.clone(), new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await
+        .unwrap();
     let mut replay = app.subscribe(Some(0)).await;
     let created = token_created(next_event(&mut replay).await);
     assert_eq!(created.email, "ada@example.com");
@@ -105,7 +108,7 @@ async fn events_committed_by_another_server_on_the_same_database_arrive() {
     a.create_account("ada@example.com", Some(STRONG)).await;
     a.request_token("ada@example.com").await.unwrap();
     let created = token_created(next_event(&mut on_b).await);
-    b.reset().validate_token(ValidateTokenRequest { token: created.token }).await.unwrap();
+    b.reset().validate_token(ValidateTokenRequest { token: created.token, ..Default::default() }).await.unwrap();
 }
 
 #[tokio::test]
@@ -123,7 +126,10 @@ async fn after_a_restart_a_cursor_resumes_and_the_tokens_still_validate() {
     let mut resumed = app.subscribe(Some(cursor)).await;
     let missed = token_created(next_event(&mut resumed).await);
     assert_eq!(missed.email, "b@example.com");
-    app.reset().validate_token(ValidateTokenRequest { token: missed.token }).await.expect("token survives the restart");
+    app.reset()
+        .validate_token(ValidateTokenRequest { token: missed.token, ..Default::default() })
+        .await
+        .expect("token survives the restart");
 }
 
 #[tokio::test]
@@ -139,7 +145,7 @@ async fn concurrent_writers_deliver_every_event_once_in_order() {
         let mut client = app.reset();
         calls.spawn(async move {
             client
-                .request_token(RequestTokenRequest { email: format!("user{n}@example.com"), locale: String::new() })
+                .request_token(RequestTokenRequest { email: format!("user{n}@example.com"), ..Default::default() })
                 .await
         });
     }
@@ -216,7 +222,7 @@ async fn unknown_addresses_are_reported_only_when_switched_on() {
     let mut events = on.subscribe(None).await;
     on.reset()
         .request_token(with_ip(
-            RequestTokenRequest { email: "Nobody@example.com".into(), locale: "de".into() },
+            RequestTokenRequest { email: "Nobody@example.com".into(), locale: "de".into(), ..Default::default() },
             "192.0.2.7",
         ))
         .await
@@ -247,8 +253,16 @@ async fn rotating_the_server_key_keeps_live_tokens_and_sealed_events_readable() 
         .await;
     let mut replay = rotated.subscribe(Some(0)).await;
     assert_eq!(token_created(next_event(&mut replay).await).token, token, "sealed under the old key, still opens");
-    rotated.reset().validate_token(ValidateTokenRequest { token: token.clone() }).await.expect("old digest accepted");
-    rotated.reset().confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into() }).await.unwrap();
+    rotated
+        .reset()
+        .validate_token(ValidateTokenRequest { token: token.clone(), ..Default::default() })
+        .await
+        .expect("old digest accepted");
+    rotated
+        .reset()
+        .confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await
+        .unwrap();
     assert!(rotated.verify("ada@example.com", OTHER_STRONG).await);
 }
 

@@ -84,7 +84,10 @@ async fn a_completed_reset_clears_the_lockout() {
         app.accounts().verify_password(guess("ada@example.com")).await.unwrap_err().code(),
         Code::ResourceExhausted
     );
-    app.reset().confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into() }).await.unwrap();
+    app.reset()
+        .confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await
+        .unwrap();
     assert!(app.verify("ada@example.com", OTHER_STRONG).await, "the owner proved control by resetting");
 }
 
@@ -98,7 +101,7 @@ async fn no_ok_is_given_before_the_token_and_its_event_are_committed() {
         client
             .request_token(pwreset::proto::RequestTokenRequest {
                 email: "ada@example.com".into(),
-                locale: String::new(),
+                ..Default::default()
             })
             .await
     });
@@ -131,10 +134,17 @@ async fn a_token_of_an_inactive_account_is_refused_even_if_it_was_never_revoked(
         .await
         .unwrap();
     let replica = app.sibling(|c| c).await;
-    let status = replica.reset().validate_token(ValidateTokenRequest { token: token.clone() }).await.unwrap_err();
+    let status = replica
+        .reset()
+        .validate_token(ValidateTokenRequest { token: token.clone(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let status =
-        replica.reset().confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into() }).await.unwrap_err();
+    let status = replica
+        .reset()
+        .confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 
@@ -150,7 +160,7 @@ async fn a_deactivation_racing_requests_leaves_no_token_that_reactivation_revive
             requester
                 .request_token(pwreset::proto::RequestTokenRequest {
                     email: "ada@example.com".into(),
-                    locale: String::new(),
+                    ..Default::default()
                 })
                 .await
         });
@@ -170,7 +180,11 @@ async fn a_deactivation_racing_requests_leaves_no_token_that_reactivation_revive
         if created.token.is_empty() {
             continue;
         }
-        let status = app.reset().validate_token(ValidateTokenRequest { token: created.token }).await.unwrap_err();
+        let status = app
+            .reset()
+            .validate_token(ValidateTokenRequest { token: created.token, ..Default::default() })
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "a token survived the deactivation");
     }
 }
@@ -269,7 +283,10 @@ async fn forwarded_addresses_from_an_untrusted_peer_do_not_open_fresh_buckets() 
     .await;
     let mut refused = 0;
     for n in 0..20 {
-        let request = with_ip(ValidateTokenRequest { token: format!("guess-{n:06}") }, &format!("203.0.113.{n}"));
+        let request = with_ip(
+            ValidateTokenRequest { token: format!("guess-{n:06}"), ..Default::default() },
+            &format!("203.0.113.{n}"),
+        );
         match app.reset().validate_token(request).await.unwrap_err().code() {
             Code::NotFound => {}
             Code::ResourceExhausted => refused += 1,
@@ -290,7 +307,7 @@ async fn an_authenticated_backend_is_believed_about_its_users_address() {
     })
     .await;
     for n in 0..5 {
-        let mut request = with_key(ValidateTokenRequest { token: format!("guess-{n:06}") }, key);
+        let mut request = with_key(ValidateTokenRequest { token: format!("guess-{n:06}"), ..Default::default() }, key);
         request.metadata_mut().insert("x-forwarded-for", format!("203.0.113.{n}").parse().unwrap());
         assert_eq!(
             app.reset().validate_token(request).await.unwrap_err().code(),
@@ -308,7 +325,11 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
     for email in &bystanders {
         app.create_account(email, Some(STRONG)).await;
     }
-    let request = |email: &str| pwreset::proto::RequestTokenRequest { email: email.into(), locale: String::new() };
+    let request = |email: &str| pwreset::proto::RequestTokenRequest {
+        email: email.into(),
+        locale: String::new(),
+        ..Default::default()
+    };
     let mut outcomes = Vec::new();
     for round in 0..20 {
         // A live token each round, so Confirm locks its row while the writer revokes the
@@ -317,7 +338,10 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
         let mut calls = Vec::new();
         let mut reset = app.reset();
         calls.push(tokio::spawn(async move {
-            reset.confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into() }).await.map(|_| ())
+            reset
+                .confirm(ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() })
+                .await
+                .map(|_| ())
         }));
         for _ in 0..2 {
             let (mut reset, message) = (app.reset(), request("ada@example.com"));

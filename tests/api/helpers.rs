@@ -164,7 +164,7 @@ impl TestApp {
 
     pub async fn request_token(&self, email: &str) -> Result<(), Status> {
         self.reset()
-            .request_token(RequestTokenRequest { email: email.into(), locale: "en-GB".into() })
+            .request_token(RequestTokenRequest { email: email.into(), locale: "en-GB".into(), ..Default::default() })
             .await
             .map(|_| ())
     }

@@ -46,11 +46,17 @@ impl TestApp {
     }
 
     async fn validate(&self, token: &str) -> Result<pwreset::proto::ValidateTokenResponse, Status> {
-        self.reset().validate_token(ValidateTokenRequest { token: token.into() }).await.map(|r| r.into_inner())
+        self.reset()
+            .validate_token(ValidateTokenRequest { token: token.into(), ..Default::default() })
+            .await
+            .map(|r| r.into_inner())
     }
 
     async fn confirm(&self, token: &str, password: &str) -> Result<(), Status> {
-        self.reset().confirm(ConfirmRequest { token: token.into(), new_password: password.into() }).await.map(|_| ())
+        self.reset()
+            .confirm(ConfirmRequest { token: token.into(), new_password: password.into(), ..Default::default() })
+            .await
+            .map(|_| ())
     }
 
     async fn issued(&self, account_id: &str, purpose: i32) -> String {

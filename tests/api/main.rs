@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod imported;
 mod lifecycle;
+mod logins;
 mod operate;
 mod proxy;
 mod reset;

@@ -29,7 +29,10 @@ async fn metrics_carry_the_conventional_grpc_series_and_domain_series() {
     })
     .await;
     app.account_with_token("ada@example.com").await;
-    app.reset().validate_token(ValidateTokenRequest { token: "unknown".into() }).await.unwrap_err();
+    app.reset()
+        .validate_token(ValidateTokenRequest { token: "unknown".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     let body = scrape(&app).await;
     for series in [
         r#"grpc_server_started_total{grpc_type="unary",grpc_service="identity.passwordreset.v1.AccountService",grpc_method="CreateAccount"}"#,
@@ -58,7 +61,8 @@ async fn a_request_id_is_kept_or_created_and_echoed() {
     let response = app.accounts().create_account(request).await.unwrap();
     assert_eq!(response.metadata().get("x-request-id").unwrap(), "req-42");
 
-    let status = app.reset().validate_token(ValidateTokenRequest { token: "x".into() }).await.unwrap_err();
+    let status =
+        app.reset().validate_token(ValidateTokenRequest { token: "x".into(), ..Default::default() }).await.unwrap_err();
     let created = status.metadata().get("x-request-id").expect("created for errors too");
     assert!(uuid::Uuid::parse_str(created.to_str().unwrap()).is_ok());
 }

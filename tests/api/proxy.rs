@@ -155,7 +155,7 @@ impl Proxied {
             .expect("create account through nginx");
         let mut events = self.subscribe(None).await;
         self.reset()
-            .request_token(RequestTokenRequest { email: email.into(), locale: String::new() })
+            .request_token(RequestTokenRequest { email: email.into(), locale: String::new(), ..Default::default() })
             .await
             .expect("request through nginx");
         loop {
@@ -213,7 +213,7 @@ async fn per_ip_limits_key_on_the_address_nginx_saw_whatever_the_client_forwards
         "1h",
     )
     .await;
-    let guess = |n: u32| ValidateTokenRequest { token: format!("guess-{n:06}") };
+    let guess = |n: u32| ValidateTokenRequest { token: format!("guess-{n:06}"), ..Default::default() };
     let mut codes = Vec::new();
     for (n, source) in ["127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"].iter().enumerate() {
         let mut client = PasswordResetServiceClient::new(proxied.channel_from(source));
@@ -234,7 +234,7 @@ async fn a_caller_without_a_role_certificate_is_refused() {
     let proxied = Proxied::start(|c| c, "1h").await;
     let anonymous = Endpoint::from_shared(format!("http://{}", proxied.anonymous)).expect("endpoint").connect_lazy();
     let status = PasswordResetServiceClient::new(anonymous.clone())
-        .validate_token(ValidateTokenRequest { token: "anything".into() })
+        .validate_token(ValidateTokenRequest { token: "anything".into(), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
@@ -337,13 +337,17 @@ async fn error_details_pass_through_nginx_intact() {
     )
     .await;
     let token = proxied.token_for("ada@example.com").await;
-    let weak = proxied.reset().confirm(ConfirmRequest { token, new_password: "short".into() }).await.unwrap_err();
+    let weak = proxied
+        .reset()
+        .confirm(ConfirmRequest { token, new_password: "short".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(weak.code(), Code::InvalidArgument);
     assert_eq!(bad_request_fields(&weak).first().map(String::as_str), Some("new_password"));
     assert!(bad_request_reasons(&weak).contains(&"MIN_LENGTH".to_owned()), "{:?}", bad_request_reasons(&weak));
 
     let mut client = PasswordResetServiceClient::new(proxied.channel_from("127.0.0.4"));
-    let guess = || ValidateTokenRequest { token: "guess-000000".into() };
+    let guess = || ValidateTokenRequest { token: "guess-000000".into(), ..Default::default() };
     client.validate_token(guess()).await.unwrap_err();
     let limited = client.validate_token(guess()).await.unwrap_err();
     assert_eq!(limited.code(), Code::ResourceExhausted);

@@ -13,11 +13,11 @@ use tonic_types::StatusExt;
 use crate::helpers::*;
 
 fn validate(token: &str) -> ValidateTokenRequest {
-    ValidateTokenRequest { token: token.into() }
+    ValidateTokenRequest { token: token.into(), ..Default::default() }
 }
 
 fn confirm(token: &str, password: &str) -> ConfirmRequest {
-    ConfirmRequest { token: token.into(), new_password: password.into() }
+    ConfirmRequest { token: token.into(), new_password: password.into(), ..Default::default() }
 }
 
 #[tokio::test]
@@ -25,8 +25,10 @@ async fn a_real_account_gets_a_token_through_the_event_stream() {
     let app = TestApp::spawn().await;
     let account = app.create_account("ada@example.com", Some(STRONG)).await;
     let mut events = app.subscribe(None).await;
-    let mut request =
-        with_ip(RequestTokenRequest { email: " Ada@Example.com ".into(), locale: "fr-CA".into() }, "203.0.113.9");
+    let mut request = with_ip(
+        RequestTokenRequest { email: " Ada@Example.com ".into(), locale: "fr-CA".into(), ..Default::default() },
+        "203.0.113.9",
+    );
     request.metadata_mut().insert("x-forwarded-user-agent", "Firefox/140".parse().unwrap());
     app.reset().request_token(request).await.unwrap();
 
@@ -59,8 +61,10 @@ async fn unknown_inactive_passwordless_and_real_accounts_look_the_same() {
 
     let mut answers = Vec::new();
     for email in ["unknown@example.com", "inactive@example.com", "nopassword@example.com", "real@example.com"] {
-        let response =
-            app.reset().request_token(RequestTokenRequest { email: email.into(), locale: String::new() }).await;
+        let response = app
+            .reset()
+            .request_token(RequestTokenRequest { email: email.into(), locale: String::new(), ..Default::default() })
+            .await;
         let response = response.unwrap_or_else(|s| panic!("{email}: {s:?}"));
         answers.push(response.into_inner().encode_to_vec());
     }
@@ -93,7 +97,11 @@ async fn malformed_and_oversized_emails_are_invalid_arguments() {
     }
     let status = app
         .reset()
-        .request_token(RequestTokenRequest { email: "ada@example.com".into(), locale: "x".repeat(100) })
+        .request_token(RequestTokenRequest {
+            email: "ada@example.com".into(),
+            locale: "x".repeat(100),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(bad_request_fields(&status), ["locale"]);
@@ -255,7 +263,8 @@ async fn rate_limits_trip_per_client_ip_with_retry_info() {
         c
     })
     .await;
-    let request = || RequestTokenRequest { email: "someone@example.com".into(), locale: String::new() };
+    let request =
+        || RequestTokenRequest { email: "someone@example.com".into(), locale: String::new(), ..Default::default() };
     for _ in 0..2 {
         app.reset().request_token(with_ip(request(), "192.0.2.1")).await.unwrap();
     }

@@ -50,7 +50,11 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
     let app = TestApp::spawn().await;
     let status = app
         .reset()
-        .request_token(RequestTokenRequest { email: "a".repeat(64 * 1024), locale: String::new() })
+        .request_token(RequestTokenRequest {
+            email: "a".repeat(64 * 1024),
+            locale: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pwreset::domain::email::Email;
-use pwreset::domain::event::{EventKind, NewEvent};
+use pwreset::domain::event::{Channel, EventKind, NewEvent};
 use pwreset::domain::persistence::{EventStore, Inserted, OutboxWrite, TokenCap};
 use pwreset::domain::seal::SealedToken;
 use pwreset::domain::token::{NewToken, TokenDigest, TokenPurpose};
@@ -34,6 +34,7 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         client_ip: "203.0.113.9".into(),
         user_agent: "test".into(),
         purpose: TokenPurpose::PasswordReset,
+        bound: false,
     };
     let account = Account {
         id: account_id,
@@ -42,9 +43,11 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         has_usable_password: true,
         created_at: now,
         password_changed_at: None,
+        username: None,
+        phone: None,
     };
     let sealed = SealedToken { key_id: 1, bytes: vec![7; 40] };
-    let event = NewEvent::token_created(Duration::ZERO, &account, &token, sealed, "en-GB");
+    let event = NewEvent::token_created(Duration::ZERO, &account, &token, sealed, "en-GB", Channel::Email);
     OutboxWrite { token: Some(token), event, cap }
 }
 

@@ -72,7 +72,7 @@ async fn a_client_certificate_grants_the_roles_it_names() {
     let reset_caller = ca.issue(&["reset.caller.pwreset.internal"]);
     let ch = channel(&app, &ca, Some(reset_caller)).await.unwrap();
     let validate = PasswordResetServiceClient::new(ch.clone())
-        .validate_token(ValidateTokenRequest { token: "unknown".into() })
+        .validate_token(ValidateTokenRequest { token: "unknown".into(), ..Default::default() })
         .await;
     assert_eq!(code(validate), Code::NotFound, "authorised for reset");
     let create = AccountServiceClient::new(ch)
@@ -86,7 +86,9 @@ async fn without_a_certificate_or_key_callers_are_unauthenticated() {
     let ca = Ca::new();
     let app = tls_app(&ca).await;
     let ch = channel(&app, &ca, None).await.unwrap();
-    let validate = PasswordResetServiceClient::new(ch).validate_token(ValidateTokenRequest { token: "x".into() }).await;
+    let validate = PasswordResetServiceClient::new(ch)
+        .validate_token(ValidateTokenRequest { token: "x".into(), ..Default::default() })
+        .await;
     assert_eq!(code(validate), Code::Unauthenticated);
 }
 

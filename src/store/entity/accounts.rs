@@ -12,6 +12,10 @@ pub struct Model {
     pub created_at: i64,
     pub updated_at: i64,
     pub password_changed_at: Option<i64>,
+    /// NFKC, lower case; unique when set.
+    pub username: Option<String>,
+    /// E.164; unique when set.
+    pub phone: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

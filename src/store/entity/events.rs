@@ -23,6 +23,12 @@ pub struct Model {
     pub purpose: i16,
     /// PasswordChanged: why (1 = reset, 2 = account setup, 3 = change).
     pub reason: i16,
+    /// TokenCreated: 1 = e-mail, 2 = SMS.
+    pub channel: i16,
+    /// TokenCreated by SMS: the E.164 number it goes to.
+    pub phone: String,
+    /// TokenCreated: the account's username, if it has one.
+    pub username: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,10 @@ pub struct Model {
     pub user_agent: String,
     /// 1 = password reset, 2 = account setup.
     pub purpose: i16,
+    /// A short code, digested with its account: found only together with its login.
+    pub bound: bool,
+    /// Failed attempts against the account while this code was live.
+    pub failed_attempts: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
