@@ -95,6 +95,41 @@ struct Args {
     argon2_iterations: u32,
     #[arg(long)]
     hash_workers: Option<usize>,
+    /// What RequestToken asks by (request-known, request-unknown, enumeration): the
+    /// seeded accounts get a username, and with `phone` a phone number (+1 650 253 NNNN,
+    /// so at most 5,000 accounts on a fresh database).
+    #[arg(long, value_enum, default_value = "email")]
+    login: LoginKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoginKind {
+    Email,
+    Username,
+    Phone,
+}
+
+/// The RequestToken of seeded account `i` (known) or of a login nobody has.
+fn request_for(kind: LoginKind, emails: &[String], i: u64, unknown: bool) -> RequestTokenRequest {
+    let n = i as usize % emails.len();
+    match (kind, unknown) {
+        (LoginKind::Email, false) => RequestTokenRequest { email: emails[n].clone(), ..Default::default() },
+        (LoginKind::Email, true) => {
+            RequestTokenRequest { email: format!("nobody-{i}@example.com"), ..Default::default() }
+        }
+        (LoginKind::Username, false) => RequestTokenRequest { username: username_of(&emails[n]), ..Default::default() },
+        (LoginKind::Username, true) => RequestTokenRequest { username: format!("nobody-{i}"), ..Default::default() },
+        (LoginKind::Phone, false) => RequestTokenRequest { phone: phone_of(n), ..Default::default() },
+        (LoginKind::Phone, true) => RequestTokenRequest { phone: phone_of(5_000 + n % 5_000), ..Default::default() },
+    }
+}
+
+fn username_of(email: &str) -> String {
+    email.split('@').next().unwrap_or_default().to_owned()
+}
+
+fn phone_of(n: usize) -> String {
+    format!("+1650253{:04}", n % 10_000)
 }
 
 /// Outcome of one call: its class (for two-distribution cases) and status.
@@ -238,17 +273,26 @@ fn unique() -> String {
 
 /// Creates `n` accounts, `concurrency` at a time.
 async fn seed(ch: &Channel, n: usize, with_password: bool) -> Vec<String> {
+    seed_with(ch, n, with_password, LoginKind::Email).await
+}
+
+/// Seeds `n` accounts; each gets a username (its e-mail's local part), and with
+/// `LoginKind::Phone` the phone number `phone_of(i)`.
+async fn seed_with(ch: &Channel, n: usize, with_password: bool, login: LoginKind) -> Vec<String> {
     let run = unique();
     let emails: Vec<String> = (0..n).map(|i| format!("bench-{run}-{i}@example.com")).collect();
     let mut pending = tokio::task::JoinSet::new();
-    for chunk in emails.chunks(n.div_ceil(16).max(1)) {
+    let per_task = n.div_ceil(16).max(1);
+    for (c, chunk) in emails.chunks(per_task).enumerate() {
         let (ch, chunk) = (ch.clone(), chunk.to_vec());
         pending.spawn(async move {
             let mut client = AccountServiceClient::new(ch);
-            for email in chunk {
+            for (k, email) in chunk.into_iter().enumerate() {
                 let password = with_password.then(|| PASSWORD.to_owned());
+                let username = if login == LoginKind::Email { String::new() } else { username_of(&email) };
+                let phone = if login == LoginKind::Phone { phone_of(c * per_task + k) } else { String::new() };
                 client
-                    .create_account(CreateAccountRequest { email, password, ..Default::default() })
+                    .create_account(CreateAccountRequest { email, password, username, phone, ..Default::default() })
                     .await
                     .expect("seed account");
             }
@@ -330,8 +374,8 @@ async fn main() {
             report(&args, if args.case == Case::Validate { "validate" } else { "validate-unknown" }, &r);
         }
         Case::RequestKnown | Case::RequestUnknown | Case::Enumeration => {
-            let known = Arc::new(seed(&ch, args.accounts, true).await);
-            let case = args.case;
+            let known = Arc::new(seed_with(&ch, args.accounts, true, args.login).await);
+            let (case, login) = (args.case, args.login);
             let r = closed_loop(&args, if case == Case::Enumeration { 2 } else { 1 }, move |_, i| {
                 let mut c = PasswordResetServiceClient::new(ch.clone());
                 let unknown = match case {
@@ -339,11 +383,10 @@ async fn main() {
                     Case::Enumeration => (i / 1_000_003) % 2 == 1,
                     _ => false,
                 };
-                let email =
-                    if unknown { format!("nobody-{i}@example.com") } else { known[i as usize % known.len()].clone() };
+                let request = request_for(login, &known, i, unknown);
                 async move {
                     let class = usize::from(unknown && case == Case::Enumeration);
-                    (class, code(c.request_token(RequestTokenRequest { email, ..Default::default() }).await))
+                    (class, code(c.request_token(request).await))
                 }
             })
             .await;

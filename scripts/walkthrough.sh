@@ -33,12 +33,12 @@ cd "$work"
 touch server.log
 
 # The walkthrough: the README's sh blocks that start with `A=127.0.0.1:50051` (the
-# reset flow, then inviting a user), each verbatim, in order.
+# reset flow, inviting a user, resetting by phone), each verbatim, in order.
 python3 - "$root/README.md" "$address" "$work" <<'PY'
 import re, sys
 blocks = re.findall(r"```sh\n(.*?)```", open(sys.argv[1]).read(), re.S)
 blocks = [b for b in blocks if b.startswith("A=127.0.0.1:50051")]
-assert len(blocks) == 2, f"expected the walkthrough's two blocks, found {len(blocks)}"
+assert len(blocks) == 3, f"expected the walkthrough's three blocks, found {len(blocks)}"
 address = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 for i, block in enumerate(blocks):
     if address:
@@ -51,6 +51,11 @@ bash -e walkthrough0.sh > walkthrough.out 2>&1 || { cat walkthrough.out; cat ser
 grep -q '"purpose": "TOKEN_PURPOSE_ACCOUNT_SETUP"' invite.json || { echo "no setup token event"; cat invite.out; exit 1; }
 grep -q '"reason": "PASSWORD_CHANGE_REASON_ACCOUNT_SETUP"' invite.out || { echo "no setup PasswordChanged"; cat invite.out; exit 1; }
 grep -q '"hasUsablePassword": true' invite.out || { echo "the invited account has no password"; cat invite.out; exit 1; }
+{ bash -e walkthrough2.sh > phone.out 2>&1 && cat phone.out; } || { cat phone.out; cat server.log; exit 1; }
+grep -q '"phone": "+447911123456"' phone.out || { echo "the phone was not stored as E.164"; cat phone.out; exit 1; }
+grep -q 'Code: NotFound' phone.out || { echo "a code without its login was accepted"; cat phone.out; exit 1; }
+grep -q '"purpose": "TOKEN_PURPOSE_PASSWORD_RESET"' phone.out || { echo "the code with its login was refused"; cat phone.out; exit 1; }
+grep -q '"valid": true' phone.out || { echo "the password set by phone does not verify"; cat phone.out; exit 1; }
 
 grep -q '"tokenCreated"' events.json || { echo "no TokenCreated event"; cat events.json; exit 1; }
 grep -q '"passwordChanged"' events.json || { echo "no PasswordChanged event"; cat events.json; exit 1; }
