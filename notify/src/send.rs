@@ -1,0 +1,152 @@
+//! Where messages go: SMTP (lettre: STARTTLS or implicit TLS, authentication, a pool of
+//! connections), an HTTP webhook for texts (SMS gateways, chat tools), or, in
+//! development, a folder (`.eml` files and `.sms.json` files, one log line each).
+//! Every failure is either transient (retried without moving the cursor) or permanent
+//! (logged and skipped).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::render::Mail;
+
+/// Why a message was not delivered.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth retrying: the server is down, busy, or said "try again later".
+    Transient(anyhow::Error),
+    /// Retrying cannot help (a recipient refused with a 5xx, a bad request).
+    Permanent(anyhow::Error),
+}
+
+/// An e-mail ready to send.
+pub struct Envelope {
+    pub to: String,
+    pub message_id: String,
+    pub mail: Mail,
+    /// The stream sequence, for file names and logs.
+    pub sequence: u64,
+}
+
+/// A text ready to send.
+pub struct Text {
+    pub to: String,
+    pub sequence: u64,
+    /// The JSON body for a webhook, rendered from `--sms-webhook-body`.
+    pub json: String,
+}
+
+pub enum MailSender {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Folder(PathBuf),
+}
+
+pub enum TextSender {
+    Webhook { url: String, bearer: Option<String>, client: Box<WebhookClient>, timeout: Duration },
+    Folder(PathBuf),
+    None,
+}
+
+type WebhookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub fn webhook_client() -> anyhow::Result<WebhookClient> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+pub fn smtp(url: &str) -> anyhow::Result<MailSender> {
+    // smtp://host:port (plain), smtp://host?tls=required (STARTTLS), smtps://host (TLS);
+    // user:password@ for authentication. Pooled connections.
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .context("--smtp-url")?
+        .timeout(Some(Duration::from_secs(30)))
+        .build();
+    Ok(MailSender::Smtp(transport))
+}
+
+/// The e-mail as sent: multipart/alternative, text then HTML, with our Message-ID.
+pub fn message(from: &Mailbox, envelope: &Envelope) -> anyhow::Result<Message> {
+    let to: Mailbox = envelope.to.parse().with_context(|| format!("recipient {}", envelope.to))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(envelope.mail.subject.clone())
+        .message_id(Some(envelope.message_id.clone()))
+        .multipart(MultiPart::alternative_plain_html(envelope.mail.text.clone(), envelope.mail.html.clone()))
+        .context("building the message")
+}
+
+impl MailSender {
+    pub async fn send(&self, from: &Mailbox, envelope: &Envelope) -> Result<(), Failure> {
+        let message = message(from, envelope).map_err(Failure::Permanent)?;
+        match self {
+            MailSender::Smtp(transport) => match transport.send(message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(Failure::Permanent(anyhow!(e))),
+                Err(e) => Err(Failure::Transient(anyhow!(e))),
+            },
+            MailSender::Folder(dir) => {
+                let path = dir.join(format!("{:020}.eml", envelope.sequence));
+                write_file(&path, &message.formatted()).map_err(Failure::Transient)?;
+                tracing::info!(sequence = envelope.sequence, to = %envelope.to, subject = %envelope.mail.subject, file = %path.display(), "mail written to the development folder");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl TextSender {
+    pub async fn send(&self, text: &Text) -> Result<(), Failure> {
+        match self {
+            TextSender::None => {
+                Err(Failure::Permanent(anyhow!("no SMS sender configured (--sms-webhook-url or --out-dir)")))
+            }
+            TextSender::Folder(dir) => {
+                let path = dir.join(format!("{:020}.sms.json", text.sequence));
+                write_file(&path, text.json.as_bytes()).map_err(Failure::Transient)?;
+                tracing::info!(sequence = text.sequence, to = %text.to, file = %path.display(), "text written to the development folder");
+                Ok(())
+            }
+            TextSender::Webhook { url, bearer, client, timeout } => {
+                let mut request = hyper::Request::post(url.as_str()).header("content-type", "application/json");
+                if let Some(token) = bearer {
+                    request = request.header("authorization", format!("Bearer {token}"));
+                }
+                let request = request
+                    .body(Full::new(Bytes::from(text.json.clone())))
+                    .map_err(|e| Failure::Permanent(anyhow!("building the webhook request: {e}")))?;
+                let response = match tokio::time::timeout(*timeout, client.request(request)).await {
+                    Err(_) => return Err(Failure::Transient(anyhow!("the webhook did not answer in {timeout:?}"))),
+                    Ok(Err(e)) => return Err(Failure::Transient(anyhow!("webhook: {e}"))),
+                    Ok(Ok(response)) => response,
+                };
+                let status = response.status();
+                let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                if status.is_success() {
+                    Ok(())
+                } else if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+                    Err(Failure::Transient(anyhow!("webhook answered {status}: {detail}")))
+                } else {
+                    Err(Failure::Permanent(anyhow!("webhook answered {status}: {detail}")))
+                }
+            }
+        }
+    }
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}

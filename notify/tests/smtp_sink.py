@@ -1,0 +1,65 @@
+"""A real SMTP server for pwreset-notify's tests: aiosmtpd on loopback. Each message
+it accepts is parsed with Python's email package and written to OUT_DIR as
+<n>.json (recipients, decoded headers, the text and HTML parts) beside the raw
+<n>.eml. RCPT TO an address starting with "reject" is refused with 550 (a permanent
+failure for one recipient).
+
+    python3 smtp_sink.py PORT OUT_DIR
+"""
+import asyncio
+import email
+import email.policy
+import json
+import os
+import sys
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("reject"):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        raw = envelope.content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        parts = {}
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                parts[part.get_content_type()] = part.get_content()
+        record = {
+            "rcpt": envelope.rcpt_tos,
+            "to": str(msg["To"]),
+            "from": str(msg["From"]),
+            "subject": str(msg["Subject"]),
+            "message_id": str(msg["Message-ID"]),
+            "content_type": msg.get_content_type(),
+            "text": parts.get("text/plain", ""),
+            "html": parts.get("text/html", ""),
+        }
+        base = os.path.join(self.out_dir, f"{self.count:06d}")
+        with open(base + ".eml", "wb") as f:
+            f.write(raw)
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(record, f)
+        os.rename(base + ".json.tmp", base + ".json")
+        return "250 Message accepted"
+
+
+async def main():
+    port, out_dir = int(sys.argv[1]), sys.argv[2]
+    controller = Controller(Sink(out_dir), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
