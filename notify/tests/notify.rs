@@ -250,7 +250,8 @@ async fn a_crash_between_send_and_cursor_resends_that_message_once_with_the_same
     let crashed = tokio::task::spawn_blocking(move || first.output().unwrap()).await.unwrap();
     assert!(!crashed.status.success(), "the fault hook aborts");
     assert_eq!(smtp.wait_for(2).await.len(), 2);
-    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim().parse::<u64>().unwrap() > 0, true);
+    let stored: u64 = std::fs::read_to_string(&cursor).unwrap().trim().parse().unwrap();
+    assert_eq!(stored, 1, "the cursor holds the first event: the second was sent but not recorded");
     let child = notifier(&server, &cursor, &["--smtp-url", &smtp_url]).spawn().unwrap();
     let messages = smtp.wait_for(4).await;
     let (code, _) = stop(child).await;
