@@ -3,12 +3,14 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin pwreset \
+RUN cargo build --release --locked --bin pwreset --bin pwreset-notify \
  && mkdir -p /out/data \
- && cp target/release/pwreset /out/pwreset
+ && cp target/release/pwreset target/release/pwreset-notify /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/pwreset /usr/local/bin/pwreset
+# The notifier ships in the same image: run it with --entrypoint /usr/local/bin/pwreset-notify.
+COPY --from=build /out/pwreset-notify /usr/local/bin/pwreset-notify
 COPY --from=build --chown=65532:65532 /out/data /var/lib/pwreset
 WORKDIR /var/lib/pwreset
 ENV PWRESET_LISTEN=0.0.0.0:50051 \

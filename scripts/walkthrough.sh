@@ -33,12 +33,13 @@ cd "$work"
 touch server.log
 
 # The walkthrough: the README's sh blocks that start with `A=127.0.0.1:50051` (the
-# reset flow, inviting a user, resetting by phone), each verbatim, in order.
+# reset flow, inviting a user, resetting by phone, delivering it all with the
+# notifier), each verbatim, in order.
 python3 - "$root/README.md" "$address" "$work" <<'PY'
 import re, sys
 blocks = re.findall(r"```sh\n(.*?)```", open(sys.argv[1]).read(), re.S)
 blocks = [b for b in blocks if b.startswith("A=127.0.0.1:50051")]
-assert len(blocks) == 3, f"expected the walkthrough's three blocks, found {len(blocks)}"
+assert len(blocks) == 4, f"expected the walkthrough's four blocks, found {len(blocks)}"
 address = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 for i, block in enumerate(blocks):
     if address:
@@ -56,6 +57,12 @@ grep -q '"phone": "+447911123456"' phone.out || { echo "the phone was not stored
 grep -q 'Code: NotFound' phone.out || { echo "a code without its login was accepted"; cat phone.out; exit 1; }
 grep -q '"purpose": "TOKEN_PURPOSE_PASSWORD_RESET"' phone.out || { echo "the code with its login was refused"; cat phone.out; exit 1; }
 grep -q '"valid": true' phone.out || { echo "the password set by phone does not verify"; cat phone.out; exit 1; }
+cargo build --quiet --manifest-path "$root/Cargo.toml" -p pwreset-notify
+export PATH="${CARGO_TARGET_DIR:-$root/target}/debug:$PATH"
+{ bash -e walkthrough3.sh > notify.out 2>&1 && cat notify.out; } || { cat notify.out; exit 1; }
+grep -q 'Subject: Reset your password' notify.out || { echo "no reset mail in the folder"; exit 1; }
+grep -q 'Subject: Your password was changed' notify.out || { echo "no changed notice in the folder"; exit 1; }
+grep -q '"to": "+447911123456"' notify.out || { echo "no text in the folder"; exit 1; }
 
 grep -q '"tokenCreated"' events.json || { echo "no TokenCreated event"; cat events.json; exit 1; }
 grep -q '"passwordChanged"' events.json || { echo "no PasswordChanged event"; cat events.json; exit 1; }

@@ -100,3 +100,12 @@ fn migration_job_runs_migrate_and_replicas_do_not() {
         env.iter().any(|v| v["name"].as_str() == Some("PWRESET_NO_MIGRATE") && v["value"].as_str() == Some("true"))
     );
 }
+
+#[test]
+fn the_image_ships_the_service_and_the_notifier() {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    for binary in ["pwreset", "pwreset-notify"] {
+        assert!(dockerfile.contains(&format!("--bin {binary}")), "{binary} is built");
+        assert!(dockerfile.contains(&format!("/usr/local/bin/{binary}")), "{binary} is installed");
+    }
+}

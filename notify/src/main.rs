@@ -108,6 +108,10 @@ struct Args {
     /// Prometheus metrics on /metrics and health on /healthz.
     #[arg(long, env = "PWRESET_NOTIFY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Stop (exit 0) once caught up: no event for a second. For batch runs and the
+    /// walkthrough.
+    #[arg(long)]
+    once: bool,
     /// `text` or `json` logs.
     #[arg(long, env = "PWRESET_NOTIFY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -264,9 +268,20 @@ impl Notifier {
             health.subscribed.store(true, Ordering::SeqCst);
             tracing::info!(after = ?after, "subscribed");
             loop {
+                let idle = async {
+                    if self.args.once {
+                        clock::pause(Duration::from_secs(1)).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 let next = tokio::select! {
                     m = stream.message() => m,
                     _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+                    _ = idle => {
+                        tracing::info!(after = ?after, "caught up (--once)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
                 };
                 match next {
                     Ok(Some(event)) => {
