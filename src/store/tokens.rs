@@ -8,10 +8,10 @@ use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, Rela
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::entity::{accounts, events, reset_tokens};
+use super::entity::{accounts, reset_tokens};
 use super::history;
 use super::row::token_model;
-use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
+use super::write::{Revoke, destroy_copies, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::event::{NewEvent, Sequence};
 use crate::domain::persistence::{Confirmation, Issue, TokenStore};
@@ -59,12 +59,7 @@ impl TokenStore for Store {
         let txn = self.writer.begin().await.db()?;
         outbox_lock(&txn).await?;
         reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
-        events::Entity::update_many()
-            .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
-            .filter(events::Column::TokenId.eq(id))
-            .exec(&txn)
-            .await
-            .db()?;
+        destroy_copies(&txn, &[id]).await?;
         txn.commit().await.db()
     }
 
@@ -171,12 +166,7 @@ impl TokenStore for Store {
             .await
             .db()?;
         if !revoked.is_empty() {
-            events::Entity::update_many()
-                .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
-                .filter(events::Column::TokenId.is_in(revoked.iter().copied()))
-                .exec(&txn)
-                .await
-                .db()?;
+            destroy_copies(&txn, &revoked).await?;
             notify_revoked(&txn, id).await?;
         }
         txn.commit().await.db()?;

@@ -51,6 +51,17 @@ pub(super) async fn notify_revoked<C: ConnectionTrait>(db: &C, account_id: Accou
     Ok(())
 }
 
+/// Destroys the sealed copies of these tokens (they are no longer live).
+pub(super) async fn destroy_copies<C: ConnectionTrait>(db: &C, tokens: &[Uuid]) -> Result<()> {
+    events::Entity::update_many()
+        .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
+        .filter(events::Column::TokenId.is_in(tokens.iter().copied()))
+        .exec(db)
+        .await
+        .db()?;
+    Ok(())
+}
+
 /// Which of an account's tokens a revocation ends.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Revoke {
