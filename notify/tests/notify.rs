@@ -27,6 +27,7 @@ const NEW: &str = "violet kettle marathon quietly glows";
 struct Server {
     addr: SocketAddr,
     channel: Channel,
+    url: String,
     _dir: TempDir,
 }
 
@@ -42,7 +43,7 @@ async fn server() -> Server {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(app.serve_on(listener, std::future::pending()));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    Server { addr, channel, _dir: dir }
+    Server { addr, channel, url, _dir: dir }
 }
 
 fn uuid_bytes() -> Vec<u8> {
@@ -374,4 +375,107 @@ async fn texts_go_to_the_webhook_with_retries_and_the_development_folder_gets_bo
     assert_eq!(status, 0, "{log}");
     assert!(!log.contains(&code), "the notifier logged a token");
     assert!(log.contains("transient failure; retrying"), "{log}");
+}
+
+/// Waits (a bound on failure) until `dir` holds `n` files ending in `suffix`.
+async fn files(dir: &Path, suffix: &str, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut found: Vec<PathBuf> =
+            std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        found.retain(|p| p.to_string_lossy().ends_with(suffix));
+        found.sort();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{n} {suffix} files in {} within 20 s, got {found:?}", dir.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn reset_for(server: &Server, email: &str) {
+    server
+        .create(CreateAccountRequest { email: email.into(), password: Some(STRONG.into()), ..Default::default() })
+        .await;
+    server.request(RequestTokenRequest { email: email.into(), ..Default::default() }).await;
+}
+
+/// Two notifiers on one PostgreSQL cursor: one active, the other standing by until the
+/// first stops, then resuming from the shared cursor (nothing sent twice, nothing lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_a_postgres_cursor_take_turns() {
+    let pg =
+        std::env::var("PWRESET_NOTIFY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let server = server().await;
+    let name = format!("test-{}", std::process::id() as u128 ^ Instant::now().elapsed().as_nanos());
+    let (a_out, b_out) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let dir = TempDir::new().unwrap();
+    let replica = |out: &TempDir| {
+        notifier(
+            &server,
+            &dir.path().join("unused"),
+            &["--out-dir", out.path().to_str().unwrap(), "--cursor-database-url", &pg, "--cursor-name", &name],
+        )
+        .spawn()
+        .unwrap()
+    };
+    let a = replica(&a_out);
+    reset_for(&server, "one@example.com").await;
+    files(a_out.path(), ".eml", 1).await;
+    let b = replica(&b_out);
+    reset_for(&server, "two@example.com").await;
+    files(a_out.path(), ".eml", 2).await;
+    let (code, _) = stop(a).await;
+    assert_eq!(code, 0);
+    reset_for(&server, "three@example.com").await;
+    let taken_over = files(b_out.path(), ".eml", 1).await;
+    let (code, log) = stop(b).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("standing by"), "{log}");
+    assert_eq!(taken_over.len(), 1, "the standby sent only what came after the active one stopped");
+    let mail = std::fs::read_to_string(&taken_over[0]).unwrap();
+    assert!(mail.contains("To: three@example.com"), "{mail}");
+}
+
+/// A cursor older than what the server retains: exit 3 by default, or go on from the
+/// live stream with --skip-gaps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_behind_retention_fails_loudly_unless_gaps_are_skipped() {
+    use pwreset::domain::persistence::EventStore;
+    let server = server().await;
+    reset_for(&server, "old@example.com").await;
+    reset_for(&server, "older@example.com").await;
+    let store = pwreset::store::Store::connect(&server.url, 1).await.unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::days(30);
+    assert!(store.purge(later).await.unwrap().events >= 2, "both events purged");
+    let dir = TempDir::new().unwrap();
+    let out = TempDir::new().unwrap();
+    let cursor = dir.path().join("cursor");
+    std::fs::write(&cursor, "1\n").unwrap();
+    let args = ["--out-dir", out.path().to_str().unwrap()];
+    let mut strict = notifier(&server, &cursor, &args);
+    let output = tokio::task::spawn_blocking(move || strict.output().unwrap()).await.unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("events were missed"));
+    let lenient =
+        notifier(&server, &cursor, &["--out-dir", out.path().to_str().unwrap(), "--skip-gaps"]).spawn().unwrap();
+    // It follows the live stream from when it subscribes: ask until one request lands.
+    let new = "new@example.com";
+    server
+        .create(CreateAccountRequest { email: new.into(), password: Some(STRONG.into()), ..Default::default() })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        server.request(RequestTokenRequest { email: new.into(), ..Default::default() }).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let found: Vec<PathBuf> =
+            std::fs::read_dir(out.path()).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the live stream is followed after --skip-gaps");
+    };
+    assert!(std::fs::read_to_string(&sent[0]).unwrap().contains("To: new@example.com"));
+    let (code, log) = stop(lenient).await;
+    assert_eq!(code, 0, "{log}");
 }
