@@ -32,9 +32,13 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(|c| c).await
+}
+
+async fn server_with(adjust: impl FnOnce(Config) -> Config) -> Server {
     let dir = TempDir::new().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("pwreset.db").display());
-    let mut config = Config::for_tests(&url);
+    let mut config = adjust(Config::for_tests(&url));
     let mut key = [7u8; 32];
     key[..16].copy_from_slice(uuid_bytes().as_slice());
     config.key = KeySource::Given(ServerKey::from_bytes(key));
@@ -168,12 +172,25 @@ fn find<'a>(messages: &'a [serde_json::Value], to: &str, subject: &str) -> &'a s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn localised_reset_setup_and_changed_mails_reach_a_real_smtp_server() {
-    let server = server().await;
+    let server = server_with(|mut c| {
+        c.events.emit_unknown_account_events = true;
+        c
+    })
+    .await;
     let smtp = Smtp::start();
     let dir = TempDir::new().unwrap();
     let cursor = dir.path().join("cursor");
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let child = notifier(&server, &cursor, &["--smtp-url", &smtp_url]).spawn().unwrap();
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let child = notifier(
+        &server,
+        &cursor,
+        &["--smtp-url", &smtp_url, "--notify-unknown-accounts", "--metrics-listen", &metrics],
+    )
+    .spawn()
+    .unwrap();
+    server.request(RequestTokenRequest { email: "nobody@example.com".into(), ..Default::default() }).await;
 
     server
         .create(CreateAccountRequest {
@@ -208,7 +225,7 @@ async fn localised_reset_setup_and_changed_mails_reach_a_real_smtp_server() {
         .await
         .unwrap();
 
-    let messages = smtp.wait_for(3).await;
+    let messages = smtp.wait_for(4).await;
     let reset = find(&messages, "ada@example.com", "Passwort zurücksetzen");
     assert_eq!(reset["content_type"], "multipart/alternative");
     let link = format!("https://app.example/reset?token={token}");
@@ -222,12 +239,29 @@ async fn localised_reset_setup_and_changed_mails_reach_a_real_smtp_server() {
     let changed = find(&messages, "ada@example.com", "Your password was changed");
     assert!(changed["text"].as_str().unwrap().contains("was reset"), "{changed}");
     assert!(!messages.iter().any(|m| m["rcpt"][0] == "reject@example.com"));
+    let unknown = find(&messages, "nobody@example.com", "Password reset request");
+    assert!(unknown["text"].as_str().unwrap().contains("there is no account"), "{unknown}");
+
+    let health = http_get(&metrics, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let scrape = http_get(&metrics, "/metrics").await;
+    assert!(scrape.contains("pwreset_notify_sent_total{channel=\"email\"} 4"), "{scrape}");
+    assert!(scrape.contains("pwreset_notify_failed_total{reason=\"permanent\"} 1"), "{scrape}");
+    assert!(scrape.contains("pwreset_notify_lag_seconds"), "{scrape}");
 
     let (code, log) = stop(child).await;
     assert_eq!(code, 0, "SIGTERM: exit 0\n{log}");
     assert!(log.contains("permanent failure; skipped"), "{log}");
     assert!(!log.contains(&token), "the notifier logged a token");
-    assert_eq!(messages.len(), 3);
+    assert_eq!(messages.len(), 4);
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    response
 }
 
 #[tokio::test(flavor = "multi_thread")]
