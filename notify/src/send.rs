@@ -129,14 +129,14 @@ impl TextSender {
                     Ok(Ok(response)) => response,
                 };
                 let status = response.status();
-                let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                // Drained, not logged: a gateway may echo the message, and with it the code.
+                let _ = response.into_body().collect().await;
                 if status.is_success() {
                     Ok(())
                 } else if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-                    Err(Failure::Transient(anyhow!("webhook answered {status}: {detail}")))
+                    Err(Failure::Transient(anyhow!("webhook answered {status}")))
                 } else {
-                    Err(Failure::Permanent(anyhow!("webhook answered {status}: {detail}")))
+                    Err(Failure::Permanent(anyhow!("webhook answered {status}")))
                 }
             }
         }
