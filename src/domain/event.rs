@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::email::Email;
-use super::seal::SealedToken;
 use super::token::{NewToken, TokenPurpose};
 use super::{Account, AccountId, ClientInfo};
 
@@ -132,6 +131,14 @@ impl PasswordChangeReason {
             TokenPurpose::AccountSetup => PasswordChangeReason::AccountSetup,
         }
     }
+}
+
+/// A token sealed for storage (by `seal::Sealer`): `nonce ‖ ciphertext ‖ tag`, and the
+/// key it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedToken {
+    pub key_id: i64,
+    pub bytes: Vec<u8>,
 }
 
 /// The copy of a raw token an event carries for its notifier.

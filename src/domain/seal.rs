@@ -62,12 +62,8 @@ pub fn seal_context(c: &SealContext<'_>) -> Vec<u8> {
     context
 }
 
-/// A token sealed for storage: `nonce ‖ ciphertext ‖ tag`, and the key it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedToken {
-    pub key_id: i64,
-    pub bytes: Vec<u8>,
-}
+/// Defined with the events that carry it, so the event model does not depend on sealing.
+pub use super::event::SealedToken;
 
 /// Seals under the current key; opens under the current key or any previous one, so a
 /// key can be rotated while events sealed under the old one are still replayable.
