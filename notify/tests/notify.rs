@@ -456,16 +456,34 @@ async fn replicas_on_a_postgres_cursor_take_turns() {
     let a = replica(&a_out);
     reset_for(&server, "one@example.com").await;
     files(a_out.path(), ".eml", 1).await;
-    let b = replica(&b_out);
+    // The second replica's log, read as it runs: it must be standing by before A stops.
+    let mut b = replica(&b_out);
+    let b_log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stderr, log) = (b.stderr.take().unwrap(), Arc::clone(&b_log));
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b_log.lock().unwrap().contains("standing by") {
+        assert!(Instant::now() < deadline, "the second replica stands by: {}", b_log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     reset_for(&server, "two@example.com").await;
     files(a_out.path(), ".eml", 2).await;
     let (code, _) = stop(a).await;
     assert_eq!(code, 0);
     reset_for(&server, "three@example.com").await;
     let taken_over = files(b_out.path(), ".eml", 1).await;
-    let (code, log) = stop(b).await;
+    let (code, _) = stop(b).await;
+    reader.join().unwrap();
+    let log = b_log.lock().unwrap().clone();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("standing by"), "{log}");
+    assert!(log.contains("this notifier is the active one"), "{log}");
     assert_eq!(taken_over.len(), 1, "the standby sent only what came after the active one stopped");
     let mail = std::fs::read_to_string(&taken_over[0]).unwrap();
     assert!(mail.contains("To: three@example.com"), "{mail}");
