@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
+use crate::domain::AccountId;
 use crate::domain::email::Email;
 use crate::domain::imported::{ImportLimits, accept};
 use crate::domain::login::{Phone, Username};
 use crate::domain::persistence::{AccountStore, NewAccount};
-use crate::domain::{AccountId, Error};
+use crate::domain::retry::retry_transient;
 
 /// Accounts written per transaction.
 pub const CHUNK: usize = 1000;
@@ -185,17 +186,10 @@ async fn write(store: &dyn AccountStore, chunk: &mut Vec<NewAccount>, summary: &
     }
     // A chunk is one transaction and idempotent (existing logins are skipped), so a
     // transient failure (a busy SQLite file, a serialization failure) is retried.
-    let mut delay = std::time::Duration::from_millis(20);
-    let inserted = loop {
-        match store.import_accounts(chunk).await {
-            Err(Error::Unavailable(e)) if delay < std::time::Duration::from_secs(3) => {
-                tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "a chunk was not written; retrying");
-                crate::domain::clock::pause(delay).await;
-                delay *= 2;
-            }
-            result => break result.context("writing a chunk of accounts")?,
-        }
-    };
+    let budget = std::time::Duration::from_secs(5);
+    let inserted = retry_transient("a chunk of accounts", budget, || {}, || store.import_accounts(chunk))
+        .await
+        .context("writing a chunk of accounts")?;
     summary.imported += inserted;
     summary.skipped += chunk.len() as u64 - inserted;
     chunk.clear();

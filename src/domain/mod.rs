@@ -22,6 +22,7 @@ pub mod mint;
 pub mod password;
 pub mod persistence;
 pub mod reset;
+pub mod retry;
 pub mod seal;
 pub mod token;
 pub mod writer;

@@ -13,9 +13,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tracing::{Span, info, warn};
+use tracing::{Span, info};
 
 use super::clock;
 use super::email::Email;
@@ -25,6 +24,7 @@ use super::limits::Rate;
 use super::login::Login;
 use super::mint::Minter;
 use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
+use super::retry::retry_transient;
 use super::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
 use super::{Account, AccountId, ClientInfo, Core, Locale};
 
@@ -36,8 +36,6 @@ const TOKEN_ATTEMPTS: usize = 5;
 /// How long a batch is retried after transient failures (a deadlock, a serialization
 /// failure, a lost connection, a database restart) before its callers get UNAVAILABLE.
 const RETRY_BUDGET: Duration = Duration::from_secs(5);
-const FIRST_RETRY: Duration = Duration::from_millis(10);
-const LONGEST_RETRY: Duration = Duration::from_millis(500);
 
 /// What a reset request leads to, once its address is looked up.
 enum Work {
@@ -235,29 +233,15 @@ impl TokenWriter {
         retry
     }
 
-    /// Runs `attempt`, retrying `Unavailable` failures (deadlocks, serialization
-    /// failures, lost connections) with jittered exponential backoff for up to
-    /// [`RETRY_BUDGET`]. Each attempt is one transaction or one read, so a retry never
-    /// doubles anything.
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    /// Runs `attempt`, retrying transient failures for up to [`RETRY_BUDGET`]. Each
+    /// attempt is one transaction or one read, so a retry never doubles anything.
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = clock::monotonic() + RETRY_BUDGET;
-        let mut delay = FIRST_RETRY;
-        loop {
-            match attempt().await {
-                Err(Error::Unavailable(e)) if clock::monotonic() + delay < deadline => {
-                    metrics::counter!("pwreset_writer_retries_total").increment(1);
-                    warn!(error = format!("{e:#}"), retry_in = ?delay, "token batch not written; retrying");
-                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
-                    clock::pause(delay + Duration::from_millis(jitter)).await;
-                    delay = (delay * 2).min(LONGEST_RETRY);
-                }
-                result => return result,
-            }
-        }
+        let counted = || metrics::counter!("pwreset_writer_retries_total").increment(1);
+        retry_transient("token batch", RETRY_BUDGET, counted, attempt).await
     }
 
     /// Puts each account's newest token written into the cache, after dropping what the

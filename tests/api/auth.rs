@@ -25,10 +25,6 @@ async fn keyed_app() -> TestApp {
     .await
 }
 
-fn code<T>(r: Result<T, tonic::Status>) -> Code {
-    r.map(|_| Code::Ok).unwrap_or_else(|s| s.code())
-}
-
 #[tokio::test]
 async fn each_role_needs_its_own_key() {
     let app = keyed_app().await;

@@ -279,6 +279,11 @@ pub fn with_key<T>(message: T, key: &str) -> Request<T> {
     request
 }
 
+/// A call's status code (`Ok` for a success).
+pub fn code<T>(result: Result<T, Status>) -> Code {
+    result.map(|_| Code::Ok).unwrap_or_else(|s| s.code())
+}
+
 /// The fields of the BadRequest detail, in order.
 pub fn bad_request_fields(status: &Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

@@ -76,10 +76,6 @@ impl TestApp {
     }
 }
 
-fn code<T>(result: Result<T, Status>) -> Code {
-    result.map(|_| Code::Ok).unwrap_or_else(|s| s.code())
-}
-
 #[tokio::test]
 async fn an_invited_account_sets_its_first_password_with_its_setup_token() {
     let app = TestApp::spawn().await;

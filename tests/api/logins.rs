@@ -11,7 +11,7 @@ use pwreset::proto::{
 };
 use pwreset::store::entity::reset_tokens;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tonic::{Code, Status};
+use tonic::Code;
 
 use crate::helpers::*;
 
@@ -42,10 +42,6 @@ fn by_phone(phone: &str) -> RequestTokenRequest {
 
 fn validate(token: &str, login: &str) -> ValidateTokenRequest {
     ValidateTokenRequest { token: token.into(), login: login.into() }
-}
-
-fn code<T>(result: Result<T, Status>) -> Code {
-    result.map(|_| Code::Ok).unwrap_or_else(|s| s.code())
 }
 
 /// Requests a token with `request` and takes its event from the stream.

@@ -61,10 +61,6 @@ async fn channel(app: &TestApp, ca: &Ca, client: Option<(String, String)>) -> Re
     Endpoint::from_shared(format!("https://{}", app.addr)).unwrap().tls_config(tls)?.connect().await
 }
 
-fn code<T>(r: Result<T, tonic::Status>) -> Code {
-    r.map(|_| Code::Ok).unwrap_or_else(|s| s.code())
-}
-
 #[tokio::test]
 async fn a_client_certificate_grants_the_roles_it_names() {
     let ca = Ca::new();
