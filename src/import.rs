@@ -186,7 +186,8 @@ async fn write(store: &dyn AccountStore, chunk: &mut Vec<NewAccount>, summary: &
     }
     // A chunk is one transaction and idempotent (existing logins are skipped), so a
     // transient failure (a busy SQLite file, a serialization failure) is retried.
-    let budget = std::time::Duration::from_secs(5);
+    // Generous: each attempt on a busy SQLite file itself waits out the 5 s busy timeout.
+    let budget = std::time::Duration::from_secs(60);
     let inserted = retry_transient("a chunk of accounts", budget, || {}, || store.import_accounts(chunk))
         .await
         .context("writing a chunk of accounts")?;
