@@ -12,6 +12,7 @@ mod m20250101_000006_create_verify_failures;
 mod m20250101_000007_add_token_purpose;
 mod m20250101_000008_create_password_history;
 mod m20250101_000009_add_login_fields;
+mod m20250101_000010_index_live_tokens;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000007_add_token_purpose::Migration),
             Box::new(m20250101_000008_create_password_history::Migration),
             Box::new(m20250101_000009_add_login_fields::Migration),
+            Box::new(m20250101_000010_index_live_tokens::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Span, info};
 
+use super::clock;
 use super::error::{Error, Result};
 use super::event::{NewEvent, PasswordChangeReason};
 use super::guard::FailureGuard;
@@ -96,6 +97,7 @@ impl ResetService {
     /// addresses in one query and commits the batch at once. An OK is given only once
     /// the work is committed.
     pub async fn request_token(&self, login: Login, locale: Locale, client: &ClientInfo) -> Result<()> {
+        let received = clock::monotonic();
         self.limits.check(Rpc::RequestToken, client)?;
         // Every request by phone, known number or not, counts against the global SMS
         // rate (texts cost money): the answer is the same for all of them.
@@ -105,7 +107,7 @@ impl ResetService {
         // Taken for every address, so a full queue answers the same for all of them.
         let permit = self.permit().await?;
         let (done, committed) = oneshot::channel();
-        let job = Job { login, locale, client: client.clone(), permit, span: Span::current(), done };
+        let job = Job { login, locale, client: client.clone(), permit, span: Span::current(), done, received };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
         self.writer.try_send(job).map_err(|_| Error::ResetBusy)?;
         committed.await.map_err(|_| Error::Unavailable(anyhow::anyhow!("the token writer stopped")))?

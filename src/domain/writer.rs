@@ -58,6 +58,8 @@ pub struct Job {
     pub span: Span,
     /// Answered once the batch has committed, or has finally failed.
     pub done: oneshot::Sender<Result<()>>,
+    /// When the request arrived: the answer floor counts from here.
+    pub received: tokio::time::Instant,
 }
 
 impl Job {
@@ -77,19 +79,27 @@ fn fail_all(jobs: Vec<Job>, error: &Error) {
     }
 }
 
-/// Answers a committed batch's callers, not before `not_before`. A lone request for a
-/// known address costs its batch a little more than one for an unknown address (a
-/// token generated, sealed and written); a floor above that cost gives both the same
-/// answer time. Under load batches take longer than the floor and nothing waits. The
-/// writer goes on with the next batch meanwhile.
-fn answer(jobs: Vec<Job>, not_before: tokio::time::Instant) {
-    if clock::monotonic() >= not_before {
-        jobs.into_iter().for_each(|job| job.finish(Ok(())));
+/// Answers a committed batch's callers, each not sooner than `floor` after its request
+/// arrived. A lone request for a known address costs its batch a little more than one
+/// for an unknown address (a token generated, sealed and written); a floor above that
+/// cost gives both the same answer time, as the caller measures it (from sending to the
+/// answer). Counting from arrival rather than from the batch's start, a request that
+/// waited for the previous batch's commit does not wait a whole floor more: under load
+/// the commit is later than the floor and nothing waits. The writer goes on with the
+/// next batch meanwhile.
+fn answer(jobs: Vec<Job>, floor: Duration) {
+    let now = clock::monotonic();
+    let (due, mut later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| job.received + floor <= now);
+    due.into_iter().for_each(|job| job.finish(Ok(())));
+    if later.is_empty() {
         return;
     }
     tokio::spawn(async move {
-        clock::pause_until(not_before).await;
-        jobs.into_iter().for_each(|job| job.finish(Ok(())));
+        later.sort_by_key(|job| job.received);
+        for job in later {
+            clock::pause_until(job.received + floor).await;
+            job.finish(Ok(()));
+        }
     });
 }
 
@@ -100,7 +110,7 @@ pub struct TokenWriter {
     pub(crate) account_cap: Option<Rate>,
     /// Record `ResetRequestedForUnknownEmail` for addresses with no account.
     pub(crate) emit_unknown_account_events: bool,
-    /// No batch is answered sooner than this after it started (see `answer`).
+    /// No request is answered sooner than this after it arrived (see `answer`).
     pub(crate) answer_floor: Duration,
 }
 
@@ -229,7 +239,7 @@ impl TokenWriter {
             });
             answered.push(job);
         }
-        answer(answered, started + self.answer_floor);
+        answer(answered, self.answer_floor);
         retry
     }
 

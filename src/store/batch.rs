@@ -13,7 +13,7 @@ use tracing::instrument;
 
 use super::entity::{accounts, event_retention, events, reset_tokens};
 use super::row::{event_model, token_model};
-use super::write::{Revoke, insert_event, notify, outbox_lock, revoke_live_tokens};
+use super::write::{Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, millis};
 use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
 use crate::domain::persistence::{Inserted, OutboxWrite, TokenCap, Written};
@@ -58,12 +58,15 @@ impl Store {
         // then wait on a commit as long as anyone's (the answer's timing is the same for
         // every address), and on SQLite the write lock is taken before the reads below,
         // so the transaction never has to upgrade a read snapshot that went stale.
-        event_retention::Entity::update_many()
-            .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
-            .filter(event_retention::Column::Id.eq(1))
-            .exec(&txn)
-            .await
-            .db()?;
+        // (On PostgreSQL the outbox lock has already serialised the writers.)
+        if !self.is_postgres() {
+            event_retention::Entity::update_many()
+                .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
+                .filter(event_retention::Column::Id.eq(1))
+                .exec(&txn)
+                .await
+                .db()?;
+        }
         let active = active_accounts(&txn, writes).await?;
         let outcomes = apply_caps(&txn, writes, &active, caps_on).await?;
         let written = if each {
@@ -223,15 +226,6 @@ async fn write_set<C: ConnectionTrait>(
     };
     let tokens: Vec<_> =
         accepted.iter().filter_map(|w| w.token.as_ref()).map(|t| token_model(t.clone(), superseded_at(t))).collect();
-    if tokens.is_empty() {
-        insert_nothing(db, "reset_tokens").await?;
-    } else {
-        match reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
-            Err(e) => return Err(classify(e)),
-        }
-    }
     let events = accepted.iter().map(|w| {
         let mut event = w.event.clone();
         if w.token.as_ref().is_some_and(|t| superseded_at(t).is_some())
@@ -241,25 +235,14 @@ async fn write_set<C: ConnectionTrait>(
         }
         event_model(event)
     });
-    let events: Vec<_> = events.collect();
-    let newest = if events.is_empty() {
-        insert_nothing(db, "events").await?;
-        None
-    } else {
-        // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL)
-        // until it commits, so these are the newest sequences.
-        events::Entity::insert_many(events).exec_with_returning_keys(db).await.db()?.into_iter().max()
-    };
-    // Sent for an empty batch too (a listener ignores a sequence it has seen).
-    notify(db, newest.unwrap_or(0)).await?;
-    Ok(Some(newest.map(Sequence::from_db)))
-}
-
-/// An insert of no rows into `table`: the statement an empty batch runs in place of
-/// its multi-row insert.
-async fn insert_nothing<C: ConnectionTrait>(db: &C, table: &str) -> Result<()> {
-    db.execute_unprepared(&format!("INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0")).await.db()?;
-    Ok(())
+    // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
+    // it commits, so these are the newest sequences. Announced for an empty batch too
+    // (a listener ignores a sequence it has seen).
+    match append_outbox(db, Some(tokens), events.collect()).await {
+        Ok(newest) => Ok(Some(newest.map(Sequence::from_db))),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
+        Err(e) => Err(classify(e)),
+    }
 }
 
 /// The slow path of [`Store::write_batch`]: each entry the cap let through in a

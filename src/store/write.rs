@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Value};
+use sea_orm::sea_query::{CommonTableExpression, PostgresQueryBuilder, Query, WithClause};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, Statement, Value,
+};
 use uuid::Uuid;
 
 use super::entity::{events, reset_tokens};
@@ -12,7 +15,7 @@ use super::row::event_model;
 use super::{Classify, millis};
 use crate::domain::event::{NewEvent, Sequence};
 use crate::domain::token::TokenPurpose;
-use crate::domain::{AccountId, Result};
+use crate::domain::{AccountId, Error, Result};
 
 /// Takes the transaction-scoped outbox lock, the first lock of every write
 /// transaction (PostgreSQL only; re-entrant; SQLite has one writer anyway).
@@ -29,17 +32,80 @@ pub(super) async fn insert_event<C: ConnectionTrait>(db: &C, event: NewEvent) ->
     // holding this lock from before the draw until commit makes sequence order commit
     // order, so a reader that has seen N never later finds a new event < N.
     outbox_lock(db).await?;
-    let sequence = events::Entity::insert(event_model(event)).exec(db).await.db()?.last_insert_id;
-    notify(db, sequence).await?;
-    Ok(Sequence::from_db(sequence))
+    let sequence = append_outbox(db, None, vec![event_model(event)]).await.db()?;
+    sequence
+        .map(Sequence::from_db)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("an event insert returned no sequence")))
 }
 
-/// Announces an outbox commit to every listening replica (PostgreSQL only): delivered
-/// when, and only if, the transaction commits.
-pub(super) async fn notify<C: ConnectionTrait>(db: &C, sequence: i64) -> Result<()> {
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_unprepared(&format!("SELECT pg_notify('{EVENTS_CHANNEL}', '{sequence}')")).await.db()?;
+/// Inserts `tokens` (`Some` of none is fine: the token writer runs the same statements
+/// whatever its batch holds) and appends `events` (none is fine) inside the caller's
+/// transaction, which holds the outbox lock, and announces the newest sequence (0 for
+/// none) to every listening replica on commit; the newest sequence written. On
+/// PostgreSQL one statement does it all (the inserts in a `WITH`, `pg_notify` over
+/// their result): each statement is a round trip made while the outbox lock is held.
+/// The error is the database's own, so a caller can tell a taken digest.
+pub(super) async fn append_outbox<C: ConnectionTrait>(
+    db: &C,
+    tokens: Option<Vec<reset_tokens::ActiveModel>>,
+    events: Vec<events::ActiveModel>,
+) -> std::result::Result<Option<i64>, DbErr> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        match tokens {
+            Some(tokens) if tokens.is_empty() => insert_nothing(db, "reset_tokens").await?,
+            Some(tokens) => {
+                reset_tokens::Entity::insert_many(tokens).exec_without_returning(db).await?;
+            }
+            None => {}
+        }
+        if events.is_empty() {
+            insert_nothing(db, "events").await?;
+            return Ok(None);
+        }
+        return Ok(events::Entity::insert_many(events).exec_with_returning_keys(db).await?.into_iter().max());
     }
+    let mut with = WithClause::new();
+    if let Some(tokens) = tokens.filter(|t| !t.is_empty()) {
+        let insert = reset_tokens::Entity::insert_many(tokens).into_query();
+        with.cte(CommonTableExpression::new().query(insert).table_name("tokens_written").to_owned());
+    }
+    let mut insert = if events.is_empty() {
+        // No rows: the same statement's shape, inserting nothing.
+        Query::insert()
+            .into_table(events::Entity)
+            .columns([events::Column::Sequence])
+            .select_from(
+                Query::select()
+                    .column(events::Column::Sequence)
+                    .from(events::Entity)
+                    .and_where(Expr::cust("1 = 0"))
+                    .to_owned(),
+            )
+            .map_err(|e| DbErr::Custom(e.to_string()))?
+            .to_owned()
+    } else {
+        events::Entity::insert_many(events).into_query()
+    };
+    insert.returning_col(events::Column::Sequence);
+    with.cte(CommonTableExpression::new().query(insert).table_name("events_written").to_owned());
+    let announce = format!("pg_notify('{EVENTS_CHANNEL}', coalesce(max(sequence), 0)::text)::text");
+    let select = Query::select()
+        .expr_as(Expr::cust("max(sequence)"), "newest")
+        .expr_as(Expr::cust(announce), "announced")
+        .from("events_written")
+        .to_owned();
+    let (sql, values) = with.query(select).build(PostgresQueryBuilder);
+    let row = db.query_one_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)).await?;
+    match row {
+        Some(row) => row.try_get::<Option<i64>>("", "newest"),
+        None => Ok(None),
+    }
+}
+
+/// An insert of no rows into `table`: the statement an empty batch runs in place of
+/// its multi-row insert.
+async fn insert_nothing<C: ConnectionTrait>(db: &C, table: &str) -> std::result::Result<(), DbErr> {
+    db.execute_unprepared(&format!("INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0")).await?;
     Ok(())
 }
 
@@ -80,8 +146,10 @@ impl Revoke {
 }
 
 /// Revokes the accounts' live tokens that `which` names and destroys the sealed copies
-/// of those tokens (with every other of the accounts' copies whose token is no longer
-/// live); how many live tokens were revoked.
+/// of those tokens and of the token `which` keeps (a Confirm has just used it); how many
+/// live tokens were revoked. Both statements go by index to exactly the rows they change
+/// (the live-token index, then the events by token id), so their cost does not grow with
+/// an account's history. Copies of tokens that expired unrevoked go at the next purge.
 pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
     db: &C,
     accounts: &[AccountId],
@@ -101,14 +169,38 @@ pub(super) async fn revoke_live_tokens<C: ConnectionTrait>(
     if let Some(purpose) = which.purpose {
         revoke = revoke.filter(reset_tokens::Column::Purpose.eq(purpose.code()));
     }
-    let revoked = revoke.exec(db).await.db()?.rows_affected;
-    let mut destroy = events::Entity::update_many()
-        .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
-        .filter(events::Column::AccountId.is_in(accounts.iter().map(|a| a.uuid())))
-        .filter(events::Column::SealedToken.is_not_null());
-    if let Some(purpose) = which.purpose {
-        destroy = destroy.filter(events::Column::Purpose.eq(purpose.code()));
+    let mut revoke = revoke.into_query();
+    revoke.returning_col(reset_tokens::Column::Id);
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // One round trip: the revocation in a `WITH`, the copies destroyed by its ids.
+        let (revoke, mut values) = revoke.build(PostgresQueryBuilder);
+        let kept = match which.keep {
+            Some(keep) => {
+                values.0.push(keep.into());
+                format!(" UNION ALL SELECT ${}::uuid", values.0.len())
+            }
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH revoked AS ({revoke}), destroyed AS (UPDATE events SET sealed_token = NULL \
+             WHERE token_id IN (SELECT id FROM revoked{kept})) SELECT count(*) AS revoked FROM revoked"
+        );
+        let row =
+            db.query_one_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)).await.db()?;
+        let revoked = match row {
+            Some(row) => row.try_get::<i64>("", "revoked").db()?,
+            None => 0,
+        };
+        return Ok(u64::try_from(revoked).unwrap_or(0));
     }
-    destroy.exec(db).await.db()?;
+    let rows = db.query_all(&revoke).await.db()?;
+    let mut ended = Vec::with_capacity(rows.len() + 1);
+    for row in rows {
+        ended.push(row.try_get::<Uuid>("", "id").db()?);
+    }
+    let revoked = ended.len() as u64;
+    ended.extend(which.keep);
+    // Run for none too: the writer's batches run the same statements whatever they hold.
+    destroy_copies(db, &ended).await?;
     Ok(revoked)
 }

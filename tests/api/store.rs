@@ -162,3 +162,41 @@ async fn the_writer_creates_no_token_for_an_account_deactivated_before_its_trans
     assert!(token(app.db.url(), token_id).await.is_none());
     assert!(event_of(app.db.url(), token_id).await.is_none());
 }
+
+/// How many of the account's events still hold a sealed copy of a token.
+async fn sealed_copies(store_url: &str, account_id: Uuid) -> usize {
+    let db = sea_orm::Database::connect(store_url).await.unwrap();
+    let rows = events::Entity::find()
+        .filter(events::Column::AccountId.eq(account_id))
+        .filter(events::Column::SealedToken.is_not_null())
+        .all(&db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    rows.len()
+}
+
+#[tokio::test]
+async fn every_way_a_token_ends_destroys_its_sealed_copy() {
+    use pwreset::proto::{ConfirmRequest, SetActiveRequest};
+    let app = TestApp::spawn().await;
+    let url = app.db.url();
+    let (id, _) = app.account_with_token("ends@example.com").await;
+    let account: Uuid = id.parse().unwrap();
+    assert_eq!(sealed_copies(url, account).await, 1, "a live token's copy is kept for delivery");
+
+    // A newer token (a later batch) revokes the earlier one: one copy, the newer one's.
+    let token = app.new_token("ends@example.com").await;
+    assert_eq!(sealed_copies(url, account).await, 1);
+
+    // Confirm uses the token: its own copy goes too.
+    let confirm = ConfirmRequest { token, new_password: OTHER_STRONG.into(), ..Default::default() };
+    app.reset().confirm(confirm).await.unwrap();
+    assert_eq!(sealed_copies(url, account).await, 0, "the used token's copy is gone");
+
+    // A deactivation revokes the live one.
+    app.new_token("ends@example.com").await;
+    assert_eq!(sealed_copies(url, account).await, 1);
+    app.accounts().set_active(SetActiveRequest { account_id: id, active: false }).await.unwrap();
+    assert_eq!(sealed_copies(url, account).await, 0, "a revoked token's copy is gone");
+}
