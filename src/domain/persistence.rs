@@ -92,9 +92,15 @@ pub enum Inserted {
     DigestTaken,
 }
 
+/// What the token writer makes of the accounts its batch's logins name: the entries to
+/// write, in order.
+pub type Plan<'a> = dyn Fn(&[AccountRecord]) -> Result<Vec<OutboxWrite>> + Send + Sync + 'a;
+
 /// What a token batch did with each entry, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Written {
+    /// The entries written (or refused), as the plan made them.
+    pub writes: Vec<OutboxWrite>,
     pub outcomes: Vec<Inserted>,
     /// The highest sequence written, if any entry was.
     pub newest: Option<Sequence>,
@@ -124,8 +130,6 @@ pub trait AccountStore: Send + Sync {
     /// Inserts the accounts whose e-mail is not taken, in one transaction, never
     /// overwriting one; how many were inserted.
     async fn import_accounts(&self, accounts: &[NewAccount]) -> Result<u64>;
-    /// The accounts any of `logins` names, in one query (the token writer's batch).
-    async fn accounts_by_logins(&self, logins: &[&Login]) -> Result<Vec<AccountRecord>>;
     async fn account_by_login(&self, login: &Login) -> Result<Option<AccountRecord>>;
     async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRecord>>;
     /// Sets the active flag; deactivating also revokes every live token of the account
@@ -173,12 +177,16 @@ pub trait TokenStore: Send + Sync {
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Writes a batch of entries in one transaction (group commit). An entry with a token
-    /// revokes the account's earlier live tokens, unless the account is inactive, reached
-    /// its cap, or the digest is taken: then it changes nothing. The result is the same
-    /// as writing the entries one after another. With `caps_on` the cap counts run for
-    /// every batch, so every batch runs the same statements whatever it holds.
-    async fn write_outbox(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written>;
+    /// Writes a batch of entries in one transaction (group commit): looks up the
+    /// accounts any of `logins` names (in one query) after the outbox lock, and writes
+    /// the entries `plan` makes of them, so everything the plan saw holds until commit.
+    /// An entry with a token revokes the account's earlier live tokens, unless the
+    /// account is not found active, reached its cap, or the digest is taken: then it
+    /// changes nothing. The result is the same as writing the entries one after
+    /// another. With `caps_on` the cap counts run for every batch, so every batch runs
+    /// the same statements whatever it holds. `plan` may run more than once (the
+    /// entries written are the last run's, returned in [`Written::writes`]).
+    async fn write_outbox(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written>;
     /// Up to `limit` retained events after `after`, oldest first.
     async fn events_after(&self, after: Sequence, limit: u64) -> Result<Vec<Event>>;
     /// The highest committed sequence (zero when there is none).

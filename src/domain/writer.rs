@@ -11,6 +11,7 @@
 //! so validating them soon after needs no read.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -133,12 +134,10 @@ impl TokenWriter {
         }
     }
 
-    /// What each job leads to, from one look-up of the batch's logins.
-    async fn works(&self, jobs: &[Job]) -> Result<Vec<Work>> {
-        let logins: Vec<&Login> = jobs.iter().map(|j| &j.login).collect();
-        let records = self.core.store.accounts_by_logins(&logins).await?;
+    /// What each job leads to, given the accounts its batch's logins name.
+    fn works(&self, jobs: &[Job], records: &[AccountRecord]) -> Vec<Work> {
         let mut by_login: HashMap<Login, &AccountRecord> = HashMap::new();
-        for r in &records {
+        for r in records {
             let a = &r.account;
             by_login.insert(Login::Email(a.email.clone()), r);
             if let Some(username) = &a.username {
@@ -148,15 +147,14 @@ impl TokenWriter {
                 by_login.insert(Login::Phone(phone.clone()), r);
             }
         }
-        Ok(jobs
-            .iter()
+        jobs.iter()
             .map(|job| match (by_login.get(&job.login), &job.login) {
                 // Only an e-mail can be told "there is no account here".
                 (None, Login::Email(email)) if self.emit_unknown_account_events => Work::UnknownEmail(email.clone()),
                 (None, _) => Work::Nothing("no_account"),
                 (Some(r), login) => self.work_for(r, login),
             })
-            .collect())
+            .collect()
     }
 
     fn work_for(&self, r: &AccountRecord, login: &Login) -> Work {
@@ -171,43 +169,47 @@ impl TokenWriter {
     }
 
     /// Writes one batch, retrying transient failures, and answers its callers; returns
-    /// the jobs to retry with a fresh token.
+    /// the jobs to retry with a fresh token. The batch's logins are looked up inside its
+    /// transaction, after the outbox lock (one round trip less than a look-up before
+    /// it, and nothing the look-up saw can change before the commit); its tokens are
+    /// made there too, from what the look-up found.
     async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
         let started = clock::monotonic();
-        let works = match self.with_retries(|| self.works(&jobs)).await {
-            Ok(works) => works,
+        metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
+        let logins: Vec<&Login> = jobs.iter().map(|j| &j.login).collect();
+        // What the plan's last run made of each job (it runs again if the transaction
+        // is retried): its work and the index of its entry among the writes.
+        let planned: Mutex<(Vec<Work>, Vec<Option<usize>>)> = Mutex::default();
+        let plan = |records: &[AccountRecord]| -> Result<Vec<OutboxWrite>> {
+            let works = self.works(&jobs, records);
+            let mut writes = Vec::with_capacity(jobs.len());
+            let mut slots = Vec::with_capacity(jobs.len());
+            for (job, work) in jobs.iter().zip(&works) {
+                match self.prepare(job, work)? {
+                    Some(write) => {
+                        slots.push(Some(writes.len()));
+                        writes.push(write);
+                    }
+                    None => slots.push(None),
+                }
+            }
+            *planned.lock().unwrap_or_else(PoisonError::into_inner) = (works, slots);
+            Ok(writes)
+        };
+        let epoch = self.core.cache.epoch();
+        let caps_on = self.account_cap.is_some();
+        let written = match self.with_retries(|| self.core.store.write_outbox(&logins, &plan, caps_on)).await {
+            Ok(written) => written,
             Err(e) => {
+                drop(logins);
                 fail_all(jobs, &e);
                 return Vec::new();
             }
         };
-        let mut writes = Vec::with_capacity(jobs.len());
-        let mut slots = Vec::with_capacity(jobs.len());
-        for (job, work) in jobs.iter().zip(&works) {
-            match self.prepare(job, work) {
-                Ok(Some(write)) => {
-                    slots.push(Some(writes.len()));
-                    writes.push(write);
-                }
-                Ok(None) => slots.push(None),
-                Err(e) => {
-                    fail_all(jobs, &e);
-                    return Vec::new();
-                }
-            }
-        }
-        metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
-        let epoch = self.core.cache.epoch();
-        let written =
-            match self.with_retries(|| self.core.store.write_outbox(&writes, self.account_cap.is_some())).await {
-                Ok(written) => written,
-                Err(e) => {
-                    fail_all(jobs, &e);
-                    return Vec::new();
-                }
-            };
+        drop(logins);
+        let (works, slots) = std::mem::take(&mut *planned.lock().unwrap_or_else(PoisonError::into_inner));
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
-        self.cache_created(epoch, &writes, &written.outcomes);
+        self.cache_created(epoch, &written.writes, &written.outcomes);
         if let Some(sequence) = written.newest {
             self.core.bus.published(sequence);
         }

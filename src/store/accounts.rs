@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
+};
 use tracing::instrument;
 
 use super::entity::{accounts, reset_tokens};
@@ -72,34 +74,6 @@ impl AccountStore for Store {
             .db()?;
         txn.commit().await.db()?;
         Ok(inserted)
-    }
-
-    #[instrument(skip_all, err, level = "debug", fields(logins = logins.len()))]
-    async fn accounts_by_logins(&self, logins: &[&Login]) -> Result<Vec<AccountRecord>> {
-        if logins.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One statement with all three lists (empty ones included), whatever the batch
-        // holds: the same work for every mix of logins.
-        let (mut emails, mut usernames, mut phones) = (Vec::new(), Vec::new(), Vec::new());
-        for login in logins {
-            match login {
-                Login::Email(e) => emails.push(e.as_str()),
-                Login::Username(u) => usernames.push(u.as_str()),
-                Login::Phone(p) => phones.push(p.as_str()),
-            }
-        }
-        let rows = accounts::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(accounts::Column::Email.is_in(emails))
-                    .add(accounts::Column::Username.is_in(usernames))
-                    .add(accounts::Column::Phone.is_in(phones)),
-            )
-            .all(&self.db)
-            .await
-            .db()?;
-        Ok(rows.into_iter().map(to_record).collect())
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -223,4 +197,32 @@ fn to_account(row: &accounts::Model) -> Account {
 
 fn to_record(row: accounts::Model) -> AccountRecord {
     AccountRecord { account: to_account(&row), password_hash: row.password_hash }
+}
+
+/// The accounts any of `logins` names, in one query (the token writer's batch).
+pub(super) async fn accounts_by_logins<C: ConnectionTrait>(db: &C, logins: &[&Login]) -> Result<Vec<AccountRecord>> {
+    if logins.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement with all three lists (empty ones included), whatever the batch
+    // holds: the same work for every mix of logins.
+    let (mut emails, mut usernames, mut phones) = (Vec::new(), Vec::new(), Vec::new());
+    for login in logins {
+        match login {
+            Login::Email(e) => emails.push(e.as_str()),
+            Login::Username(u) => usernames.push(u.as_str()),
+            Login::Phone(p) => phones.push(p.as_str()),
+        }
+    }
+    let rows = accounts::Entity::find()
+        .filter(
+            Condition::any()
+                .add(accounts::Column::Email.is_in(emails))
+                .add(accounts::Column::Username.is_in(usernames))
+                .add(accounts::Column::Phone.is_in(phones)),
+        )
+        .all(db)
+        .await
+        .db()?;
+    Ok(rows.into_iter().map(to_record).collect())
 }

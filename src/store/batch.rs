@@ -11,35 +11,38 @@ use sea_orm::{
 };
 use tracing::instrument;
 
-use super::entity::{accounts, event_retention, events, reset_tokens};
+use super::accounts::accounts_by_logins;
+use super::entity::{event_retention, events, reset_tokens};
 use super::row::{event_model, token_model};
 use super::write::{Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, millis};
 use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
-use crate::domain::persistence::{Inserted, OutboxWrite, TokenCap, Written};
+use crate::domain::login::Login;
+use crate::domain::persistence::{Inserted, OutboxWrite, Plan, TokenCap, Written};
 use crate::domain::token::{NewToken, TokenPurpose};
 use crate::domain::{AccountId, Result};
 
 impl Store {
     /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
-    /// the batch). An entry with a token revokes the account's earlier live tokens,
-    /// unless the account already had `cap` tokens created in the cap's window (counted
-    /// from the outbox, so the cap holds across replicas) or the digest is taken: then
-    /// that entry changes nothing. The result is the same as writing the entries one
-    /// after another, in order.
+    /// the batch): looks up the accounts `logins` name after the outbox lock and writes
+    /// what `plan` makes of them. An entry with a token revokes the account's earlier
+    /// live tokens, unless the account is not found active, already had `cap` tokens
+    /// created in the cap's window (counted from the outbox, so the cap holds across
+    /// replicas) or the digest is taken: then that entry changes nothing. The result is
+    /// the same as writing the entries one after another, in order.
     ///
-    /// The batch is written with a fixed number of set-based statements (one grouped cap
-    /// count, one revocation, one multi-row insert per table), whatever its size. Only if
+    /// The batch is written with a fixed number of set-based statements (one look-up,
+    /// one grouped cap count, one revocation, the inserts), whatever its size. Only if
     /// a digest is already taken (plausible with short numeric codes alone) is it
     /// written again entry by entry, each in a savepoint, to find the colliding ones.
-    #[instrument(skip_all, err, level = "debug", fields(batch = writes.len()))]
-    pub(super) async fn write_batch(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written> {
+    #[instrument(skip_all, err, level = "debug", fields(batch = logins.len()))]
+    pub(super) async fn write_batch(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written> {
         let _turn = self.write_turn().await;
-        match self.write_outbox_once(writes, caps_on, false).await? {
+        match self.write_outbox_once(logins, plan, caps_on, false).await? {
             Some(written) => Ok(written),
             // A digest was taken: the transaction was rolled back whole; write again,
             // entry by entry, each in a savepoint, to find the colliding ones.
-            None => self.write_outbox_once(writes, caps_on, true).await?.ok_or_else(|| {
+            None => self.write_outbox_once(logins, plan, caps_on, true).await?.ok_or_else(|| {
                 crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
             }),
         }
@@ -47,18 +50,22 @@ impl Store {
 
     /// One attempt of [`write_batch`](Self::write_batch); `None` when the set-based
     /// insert met a taken digest (and everything was rolled back).
-    async fn write_outbox_once(&self, writes: &[OutboxWrite], caps_on: bool, each: bool) -> Result<Option<Written>> {
+    async fn write_outbox_once(
+        &self,
+        logins: &[&Login],
+        plan: &Plan<'_>,
+        caps_on: bool,
+        each: bool,
+    ) -> Result<Option<Written>> {
         let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
-        // Serialising with other replicas' writers before counting means two racing
+        // Serialising with other replicas' writers before reading means two racing
         // requests for one account cannot both pass the cap, and no deactivation can
-        // commit between the active check below and this commit.
+        // commit between the look-up below and this commit.
         outbox_lock(&txn).await?;
-        // Every batch writes, even one whose requests all lead to nothing: its callers
-        // then wait on a commit as long as anyone's (the answer's timing is the same for
-        // every address), and on SQLite the write lock is taken before the reads below,
-        // so the transaction never has to upgrade a read snapshot that went stale.
-        // (On PostgreSQL the outbox lock has already serialised the writers.)
+        // On SQLite, take the write lock before the reads below, so the transaction
+        // never has to upgrade a read snapshot that went stale. (On PostgreSQL the
+        // outbox lock has already serialised the writers.)
         if !self.is_postgres() {
             event_retention::Entity::update_many()
                 .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
@@ -67,13 +74,15 @@ impl Store {
                 .await
                 .db()?;
         }
-        let active = active_accounts(&txn, writes).await?;
-        let outcomes = apply_caps(&txn, writes, &active, caps_on).await?;
-        let written = if each {
-            write_each(&txn, writes, outcomes).await?
+        let records = accounts_by_logins(&txn, logins).await?;
+        let writes = plan(&records)?;
+        let active: HashSet<AccountId> = records.iter().filter(|r| r.account.active).map(|r| r.account.id).collect();
+        let outcomes = apply_caps(&txn, &writes, &active, caps_on).await?;
+        let (outcomes, newest) = if each {
+            write_each(&txn, &writes, outcomes).await?
         } else {
-            match write_set(&txn, writes, &outcomes).await? {
-                Some(newest) => Written { outcomes, newest },
+            match write_set(&txn, &writes, &outcomes).await? {
+                Some(newest) => (outcomes, newest),
                 None => {
                     txn.rollback().await.db()?;
                     return Ok(None);
@@ -81,26 +90,8 @@ impl Store {
             }
         };
         txn.commit().await.db()?;
-        Ok(Some(written))
+        Ok(Some(Written { writes, outcomes, newest }))
     }
-}
-
-/// The accounts of the batch's tokens that are still active, read inside the writer's
-/// transaction after its outbox lock: a deactivation (which takes that lock first too)
-/// commits either before, and the token is not written, or after, and revokes it.
-async fn active_accounts<C: ConnectionTrait>(db: &C, writes: &[OutboxWrite]) -> Result<HashSet<AccountId>> {
-    // Run for an empty set too: the same statements for every batch.
-    let wanted: HashSet<AccountId> = writes.iter().filter_map(|w| Some(w.token.as_ref()?.account_id)).collect();
-    let rows: Vec<uuid::Uuid> = accounts::Entity::find()
-        .select_only()
-        .column(accounts::Column::Id)
-        .filter(accounts::Column::Id.is_in(wanted.into_iter().map(AccountId::uuid)))
-        .filter(accounts::Column::Active.eq(true))
-        .into_tuple()
-        .all(db)
-        .await
-        .db()?;
-    Ok(rows.into_iter().map(AccountId::from_uuid).collect())
 }
 
 /// What a cap counts: the account's tokens, or the reports for an unknown address.
@@ -247,18 +238,23 @@ async fn write_set<C: ConnectionTrait>(
 
 /// The slow path of [`Store::write_batch`]: each entry the cap let through in a
 /// savepoint of its own.
-async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec<Inserted>) -> Result<Written> {
-    let mut written = Written { outcomes: Vec::with_capacity(writes.len()), newest: None };
+async fn write_each(
+    txn: &DatabaseTransaction,
+    writes: &[OutboxWrite],
+    caps: Vec<Inserted>,
+) -> Result<(Vec<Inserted>, Option<Sequence>)> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut newest = None;
     for (write, cap) in writes.iter().zip(caps) {
         if cap != Inserted::Created {
-            written.outcomes.push(cap);
+            outcomes.push(cap);
             continue;
         }
         let entry = txn.begin().await.db()?;
         let outcome = match write_one(&entry, write).await? {
             Some(sequence) => {
                 entry.commit().await.db()?;
-                written.newest = written.newest.max(Some(sequence));
+                newest = newest.max(Some(sequence));
                 Inserted::Created
             }
             None => {
@@ -266,9 +262,9 @@ async fn write_each(txn: &DatabaseTransaction, writes: &[OutboxWrite], caps: Vec
                 Inserted::DigestTaken
             }
         };
-        written.outcomes.push(outcome);
+        outcomes.push(outcome);
     }
-    Ok(written)
+    Ok((outcomes, newest))
 }
 
 /// One outbox entry that the cap let through, inside its savepoint; `None` if its

@@ -13,12 +13,13 @@ use super::write::outbox_lock;
 use super::{Classify, Store, millis};
 use crate::domain::Result;
 use crate::domain::event::{Event, Sequence};
-use crate::domain::persistence::{EventStore, OutboxWrite, PurgeCounts, Written};
+use crate::domain::login::Login;
+use crate::domain::persistence::{EventStore, Plan, PurgeCounts, Written};
 
 #[async_trait]
 impl EventStore for Store {
-    async fn write_outbox(&self, writes: &[OutboxWrite], caps_on: bool) -> Result<Written> {
-        self.write_batch(writes, caps_on).await
+    async fn write_outbox(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written> {
+        self.write_batch(logins, plan, caps_on).await
     }
 
     #[instrument(skip_all, err, level = "debug")]
