@@ -252,9 +252,9 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_RESET_QUEUE_WAIT", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
     pub reset_queue_wait: std::time::Duration,
 
-    /// No RequestToken is answered sooner than this after its batch started, so a lone
-    /// request for a known address (a token written) and one for an unknown address
-    /// take as long (0: off; at most 100ms).
+    /// No RequestToken is answered sooner than this after it arrived, so a lone request
+    /// for a known address (a token written) and one for an unknown address take as
+    /// long (0: off; at most 100ms).
     #[arg(long, env = "PWRESET_RESET_ANSWER_FLOOR", default_value = "3ms", value_parser = humantime::parse_duration, global = true)]
     pub reset_answer_floor: std::time::Duration,
 

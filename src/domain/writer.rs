@@ -98,7 +98,7 @@ fn answer(jobs: Vec<Job>, floor: Duration) {
     tokio::spawn(async move {
         later.sort_by_key(|job| job.received);
         for job in later {
-            clock::pause_until(job.received + floor).await;
+            clock::pause_until_precisely(job.received + floor).await;
             job.finish(Ok(()));
         }
     });

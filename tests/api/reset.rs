@@ -73,6 +73,40 @@ async fn unknown_inactive_passwordless_and_real_accounts_look_the_same() {
     assert_eq!(token_created(next_event(&mut events).await).email, "real@example.com");
 }
 
+/// The answer floor counts from each request's arrival and holds for every address,
+/// alone or racing others (a lower bound: when the server answers is the guarantee).
+#[tokio::test]
+async fn no_reset_answer_comes_before_the_floor() {
+    const FLOOR: Duration = Duration::from_millis(40);
+    let app = TestApp::spawn_with(|mut c| {
+        c.limits.reset_answer_floor = FLOOR;
+        c
+    })
+    .await;
+    app.create_account("real@example.com", Some(STRONG)).await;
+    let timed = |email: &'static str| {
+        let mut client = app.reset();
+        async move {
+            let sent = std::time::Instant::now();
+            let request = RequestTokenRequest { email: email.into(), ..Default::default() };
+            client.request_token(request).await.unwrap();
+            (email, sent.elapsed())
+        }
+    };
+    for email in ["real@example.com", "unknown@example.com"] {
+        let (_, took) = timed(email).await;
+        assert!(took >= FLOOR, "{email} answered after {took:?}");
+    }
+    let mut racing = tokio::task::JoinSet::new();
+    for email in ["real@example.com", "unknown@example.com"].repeat(10) {
+        racing.spawn(timed(email));
+    }
+    while let Some(answered) = racing.join_next().await {
+        let (email, took) = answered.unwrap();
+        assert!(took >= FLOOR, "{email} answered after {took:?}");
+    }
+}
+
 #[tokio::test]
 async fn accounts_without_a_usable_password_may_reset_when_configured() {
     let app = TestApp::spawn_with(|mut c| {
