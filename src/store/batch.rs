@@ -14,7 +14,7 @@ use tracing::instrument;
 use super::accounts::accounts_by_logins;
 use super::entity::{event_retention, events, reset_tokens};
 use super::row::{event_model, token_model};
-use super::write::{Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
+use super::write::{OutboxRows, Revocation, Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, millis};
 use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
 use crate::domain::login::Login;
@@ -210,7 +210,7 @@ async fn write_set<C: ConnectionTrait>(
     let accounts: Vec<AccountId> = newest_token.keys().copied().collect();
     // The batch holds reset requests only: they end the accounts' earlier resets, not
     // an invitation.
-    revoke_live_tokens(db, &accounts, Revoke::purpose(TokenPurpose::PasswordReset), now).await?;
+    let revoke = Revocation::new(&accounts, Revoke::purpose(TokenPurpose::PasswordReset), now);
     let superseded_at = |token: &NewToken| {
         let newest = newest_token.get(&token.account_id)?;
         (newest.id != token.id).then_some(newest.created_at)
@@ -229,7 +229,8 @@ async fn write_set<C: ConnectionTrait>(
     // Every writer holds the write lock (SQLite) or the outbox lock (PostgreSQL) until
     // it commits, so these are the newest sequences. Announced for an empty batch too
     // (a listener ignores a sequence it has seen).
-    match append_outbox(db, Some(tokens), events.collect()).await {
+    let rows = OutboxRows { revoke: Some(revoke), tokens: Some(tokens), events: events.collect() };
+    match append_outbox(db, rows).await {
         Ok(newest) => Ok(Some(newest.map(Sequence::from_db))),
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
         Err(e) => Err(classify(e)),
