@@ -63,6 +63,8 @@ w("- `validate` cycles through the live tokens of 64 seeded accounts, so with th
 w("  `--token-cache-ttl` 10 s) it measures the cached path, as repeated validations of live tokens take in")
 w("  production; `validate-unknown` cycles through 1,024 unknown tokens, which are never cached and always read")
 w("  the database. RequestToken runs with the default `--reset-queue-wait` (100 ms).")
+w("- RequestToken answers only once its batch has committed (an OK is durable) and never sooner than")
+w("  `--reset-answer-floor` (3 ms) after the request arrived, for known and unknown addresses alike.")
 w("- SQLite: a file in WAL mode with `synchronous=FULL` (sqlx's default): every commit is durable on return.")
 w("  PostgreSQL: the local server, default `synchronous_commit=on`.")
 w("- Latencies in ms; errors are counted by gRPC status.\n")
