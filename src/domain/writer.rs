@@ -201,12 +201,10 @@ impl TokenWriter {
         let written = match self.with_retries(|| self.core.store.write_outbox(&logins, &plan, caps_on)).await {
             Ok(written) => written,
             Err(e) => {
-                drop(logins);
                 fail_all(jobs, &e);
                 return Vec::new();
             }
         };
-        drop(logins);
         let (works, slots) = std::mem::take(&mut *planned.lock().unwrap_or_else(PoisonError::into_inner));
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
         self.cache_created(epoch, &written.writes, &written.outcomes);
