@@ -68,6 +68,10 @@ struct Args {
     /// (STARTTLS) or smtps://user:pass@host (implicit TLS).
     #[arg(long, env = "PWRESET_NOTIFY_SMTP_URL", hide_env_values = true, conflicts_with = "out_dir")]
     smtp_url: Option<String>,
+    /// PEM file of the certificate authorities to trust for the SMTP relay's TLS (a
+    /// private relay with an internal CA) instead of the public roots; needs a TLS URL.
+    #[arg(long, env = "PWRESET_NOTIFY_SMTP_CA_FILE", requires = "smtp_url")]
+    smtp_ca_file: Option<PathBuf>,
     /// Development: write each e-mail (.eml) and text (.sms.json) to this folder.
     #[arg(long, env = "PWRESET_NOTIFY_OUT_DIR")]
     out_dir: Option<PathBuf>,
@@ -205,7 +209,7 @@ impl Notifier {
     fn new(args: Args) -> anyhow::Result<Self> {
         let renderer = Renderer::new(args.templates.clone(), &args.default_locale)?;
         let mail = match (&args.smtp_url, &args.out_dir) {
-            (Some(url), _) => send::smtp(url)?,
+            (Some(url), _) => send::smtp(url, args.smtp_ca_file.as_deref())?,
             (None, Some(dir)) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 MailSender::Folder(dir.clone())

@@ -4,7 +4,7 @@
 //! Every failure is either transient (retried without moving the cursor) or permanent
 //! (logged and skipped).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::render::Mail;
@@ -62,14 +63,36 @@ pub fn webhook_client() -> anyhow::Result<WebhookClient> {
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
-pub fn smtp(url: &str) -> anyhow::Result<MailSender> {
+pub fn smtp(url: &str, ca_file: Option<&Path>) -> anyhow::Result<MailSender> {
     // smtp://host:port (plain), smtp://host?tls=required (STARTTLS), smtps://host (TLS);
     // user:password@ for authentication. Pooled connections.
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
         .context("--smtp-url")?
-        .timeout(Some(Duration::from_secs(30)))
-        .build();
-    Ok(MailSender::Smtp(transport))
+        .timeout(Some(Duration::from_secs(30)));
+    if let Some(ca_file) = ca_file {
+        transport = transport.tls(tls_with_roots(url, ca_file)?);
+    }
+    Ok(MailSender::Smtp(transport.build()))
+}
+
+/// The URL's TLS mode, trusting the certificate authorities in `ca_file` only.
+fn tls_with_roots(url: &str, ca_file: &Path) -> anyhow::Result<Tls> {
+    let parsed = url::Url::parse(url).context("--smtp-url")?;
+    let host = parsed.host_str().context("--smtp-url has no host")?.trim_matches(['[', ']']).to_owned();
+    let pem = std::fs::read(ca_file).with_context(|| format!("reading --smtp-ca-file {}", ca_file.display()))?;
+    let roots = Certificate::from_pem(&pem).with_context(|| format!("--smtp-ca-file {}", ca_file.display()))?;
+    let parameters = TlsParameters::builder(host)
+        .certificate_store(CertificateStore::None)
+        .add_root_certificate(roots)
+        .build_rustls()
+        .context("--smtp-ca-file")?;
+    let tls = parsed.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), tls.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(parameters)),
+        ("smtp", Some("required")) => Ok(Tls::Required(parameters)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(parameters)),
+        _ => anyhow::bail!("--smtp-ca-file needs a TLS --smtp-url (smtps://… or smtp://…?tls=required)"),
+    }
 }
 
 /// The e-mail as sent: multipart/alternative, text then HTML, with our Message-ID.

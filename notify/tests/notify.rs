@@ -96,11 +96,17 @@ struct Smtp {
 
 impl Smtp {
     fn start() -> Smtp {
+        Smtp::start_with(&[])
+    }
+
+    /// With `extra`: `starttls|tls CERT_PEM KEY_PEM` (see `smtp_sink.py`).
+    fn start_with(extra: &[&str]) -> Smtp {
         let out = TempDir::new().unwrap();
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py");
         let mut child = Command::new("python3")
             .args([script, &port.to_string(), out.path().to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 with aiosmtpd (pip install aiosmtpd==1.4.6)");
@@ -530,4 +536,52 @@ async fn a_cursor_behind_retention_fails_loudly_unless_gaps_are_skipped() {
     assert!(std::fs::read_to_string(&sent[0]).unwrap().contains("To: new@example.com"));
     let (code, log) = stop(lenient).await;
     assert_eq!(code, 0, "{log}");
+}
+
+/// (CA PEM, server certificate PEM, server key PEM) for 127.0.0.1, from a fresh CA.
+fn relay_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "internal relay CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "relay");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A relay with a certificate from an internal CA, by STARTTLS (which it requires
+/// before any mail) and by implicit TLS: the notifier trusts that CA through
+/// --smtp-ca-file (and only it), and every mail arrives over an encrypted session.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_reaches_a_relay_with_an_internal_ca_by_starttls_and_by_implicit_tls() {
+    let server = server().await;
+    let certs = TempDir::new().unwrap();
+    let (ca, cert, key) = relay_certificates();
+    let [ca_file, cert_file, key_file] = ["ca.pem", "relay.pem", "relay.key"].map(|n| certs.path().join(n));
+    for (path, pem) in [(&ca_file, &ca), (&cert_file, &cert), (&key_file, &key)] {
+        std::fs::write(path, pem).unwrap();
+    }
+    let (cert_arg, key_arg) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+    let modes = [("starttls", "smtp", "?tls=required"), ("tls", "smtps", "")];
+    for (n, (mode, scheme, query)) in modes.into_iter().enumerate() {
+        let smtp = Smtp::start_with(&[mode, cert_arg, key_arg]);
+        let email = format!("{mode}@example.com");
+        let account =
+            CreateAccountRequest { email: email.clone(), password: Some(STRONG.into()), ..Default::default() };
+        server.create(account).await;
+        server.request(RequestTokenRequest { email: email.clone(), ..Default::default() }).await;
+        let dir = TempDir::new().unwrap();
+        let smtp_url = format!("{scheme}://127.0.0.1:{}{query}", smtp.port);
+        let trust = ["--smtp-url", &smtp_url, "--smtp-ca-file", ca_file.to_str().unwrap()];
+        // A fresh cursor reads from the start: the relay gets every reset so far.
+        let child = notifier(&server, &dir.path().join("cursor"), &trust).spawn().unwrap();
+        let messages = smtp.wait_for(n + 1).await;
+        assert!(messages.iter().any(|m| m["rcpt"][0] == email.as_str()), "{mode}: {messages:?}");
+        assert!(messages.iter().all(|m| m["tls"] == true), "{mode}: {messages:?}");
+        let (code, log) = stop(child).await;
+        assert_eq!(code, 0, "{mode}\n{log}");
+    }
 }

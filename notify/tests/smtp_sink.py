@@ -4,13 +4,18 @@ it accepts is parsed with Python's email package and written to OUT_DIR as
 <n>.eml. RCPT TO an address starting with "reject" is refused with 550 (a permanent
 failure for one recipient).
 
-    python3 smtp_sink.py PORT OUT_DIR
+    python3 smtp_sink.py PORT OUT_DIR [starttls|tls CERT_PEM KEY_PEM]
+
+With starttls the server offers STARTTLS and refuses mail until it is used; with tls
+it speaks TLS from the first byte (smtps). Each record says whether its session was
+encrypted ("tls").
 """
 import asyncio
 import email
 import email.policy
 import json
 import os
+import ssl
 import sys
 
 from aiosmtpd.controller import Controller
@@ -44,6 +49,8 @@ class Sink:
             "content_type": msg.get_content_type(),
             "text": parts.get("text/plain", ""),
             "html": parts.get("text/html", ""),
+            # STARTTLS sets session.ssl; an implicit-TLS connection is TLS throughout.
+            "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
         }
         base = os.path.join(self.out_dir, f"{self.count:06d}")
         with open(base + ".eml", "wb") as f:
@@ -56,7 +63,16 @@ class Sink:
 
 async def main():
     port, out_dir = int(sys.argv[1]), sys.argv[2]
-    controller = Controller(Sink(out_dir), hostname="127.0.0.1", port=port)
+    options = {}
+    if len(sys.argv) > 3:
+        mode, cert, key = sys.argv[3:6]
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        if mode == "starttls":
+            options = {"tls_context": context, "require_starttls": True}
+        else:
+            options = {"ssl_context": context}
+    controller = Controller(Sink(out_dir), hostname="127.0.0.1", port=port, **options)
     controller.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
