@@ -80,6 +80,10 @@ fn tls_with_roots(url: &str, ca_file: &Path) -> anyhow::Result<Tls> {
     let parsed = url::Url::parse(url).context("--smtp-url")?;
     let host = parsed.host_str().context("--smtp-url has no host")?.trim_matches(['[', ']']).to_owned();
     let pem = std::fs::read(ca_file).with_context(|| format!("reading --smtp-ca-file {}", ca_file.display()))?;
+    // An empty list would trust nothing and every send would fail and retry forever.
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!("--smtp-ca-file {} holds no PEM certificate", ca_file.display());
+    }
     let roots = Certificate::from_pem(&pem).with_context(|| format!("--smtp-ca-file {}", ca_file.display()))?;
     let parameters = TlsParameters::builder(host)
         .certificate_store(CertificateStore::None)
@@ -172,4 +176,26 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_ca_file_needs_a_tls_url_and_a_certificate() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["relay.internal".to_owned()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        assert!(matches!(tls_with_roots("smtps://relay.internal", &ca).unwrap(), Tls::Wrapper(_)));
+        assert!(matches!(tls_with_roots("smtp://relay.internal:587?tls=required", &ca).unwrap(), Tls::Required(_)));
+        let plain = tls_with_roots("smtp://relay.internal:25", &ca).unwrap_err().to_string();
+        assert!(plain.contains("needs a TLS --smtp-url"), "{plain}");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        assert!(tls_with_roots("smtps://relay.internal", &ca).is_err());
+        assert!(tls_with_roots("smtps://relay.internal", &dir.path().join("missing.pem")).is_err());
+    }
 }
