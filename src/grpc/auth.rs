@@ -298,6 +298,19 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_caller_is_named_by_its_dns_names() {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let names = vec!["accounts.caller.pwreset.internal".to_owned(), "billing.internal".to_owned()];
+        let params = rcgen::CertificateParams::new(names).unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let der = rustls_pki_types::CertificateDer::from(cert.der().to_vec());
+        let CallerName(name) = CallerName::new(Role::Accounts, None, Some(&der));
+        assert_eq!(name, "certificate accounts.caller.pwreset.internal,billing.internal");
+        // A key presented as well names the key: what proved the role.
+        assert!(CallerName::new(Role::Accounts, Some(b"k"), Some(&der)).0.starts_with("key accounts/"));
+    }
+
+    #[test]
     fn maps_paths_to_roles() {
         assert_eq!(Role::for_path("/identity.passwordreset.v1.PasswordResetService/Confirm"), Some(Role::Reset));
         assert_eq!(
