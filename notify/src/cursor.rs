@@ -1,8 +1,18 @@
-//! Where the notifier keeps the sequence of the last event it handled: a file, written
-//! atomically (temporary file, fsync, rename, fsync of the folder), or a row in
-//! PostgreSQL, where a session advisory lock makes one notifier replica active at a
-//! time (the others wait for the lock and take over when it is released).
+//! Where the notifier keeps its place: a file, written atomically (temporary file,
+//! fsync, rename, fsync of the folder), or a row in PostgreSQL, where a session advisory
+//! lock makes one notifier replica active at a time (the others wait for the lock and
+//! take over when it is released).
+//!
+//! The place is a [`Position`]: `through`, the newest sequence read from the stream, and
+//! `pending`, the sequences at or below it whose messages are not finished yet (queued,
+//! in their first attempt, or retrying in the background). Every event at or below
+//! `through` that is not pending is finished: sent, refused for good, or given up. A
+//! restart replays from just before the oldest pending sequence and skips the finished
+//! ones, so a message still retrying when the process stopped is retried again, and
+//! nothing acknowledged is sent twice. The [`Ledger`] keeps that true in memory: a
+//! sequence enters `pending` in the same step that moves `through` past it.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +23,120 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 pub enum Cursor {
     File(PathBuf),
     Postgres { db: DatabaseConnection, name: String },
+}
+
+/// What is stored: see the module's documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub through: u64,
+    pub pending: BTreeSet<u64>,
+}
+
+impl Position {
+    /// `42` with nothing pending (the format of earlier versions), else `42 pending 17 40`.
+    fn encode(&self) -> String {
+        let mut text = self.through.to_string();
+        if !self.pending.is_empty() {
+            text.push_str(" pending");
+            for s in &self.pending {
+                text.push_str(&format!(" {s}"));
+            }
+        }
+        text
+    }
+
+    fn decode(text: &str) -> anyhow::Result<Self> {
+        let mut words = text.split_whitespace();
+        let through = words.next().context("empty")?.parse().context("not a sequence")?;
+        let pending = match words.next() {
+            None => BTreeSet::new(),
+            Some("pending") => words.map(|w| w.parse::<u64>().context("not a sequence")).collect::<Result<_, _>>()?,
+            Some(other) => anyhow::bail!("unexpected {other:?}"),
+        };
+        Ok(Position { through, pending })
+    }
+}
+
+/// What the notifier does with an event it read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Finished before a restart: not sent again.
+    Skip,
+    /// Now pending: hand it to its sender and `finish` it when done.
+    Handle,
+}
+
+/// The position in memory, kept consistent at every step (so it may be stored at any
+/// moment).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    through: Option<u64>,
+    pending: BTreeSet<u64>,
+    /// Pending sequences loaded from the store that the replay has not reached yet.
+    replay: BTreeSet<u64>,
+}
+
+impl Ledger {
+    pub fn new(stored: Option<Position>) -> Self {
+        match stored {
+            Some(p) => Ledger { through: Some(p.through), replay: p.pending.clone(), pending: p.pending },
+            None => Ledger::default(),
+        }
+    }
+
+    /// Where to subscribe from: just before the oldest unfinished message, else after
+    /// the newest event read; `None` when nothing was ever read.
+    pub fn resume_after(&self) -> Option<u64> {
+        match self.replay.first() {
+            Some(oldest) => Some(oldest.saturating_sub(1)),
+            None => self.through,
+        }
+    }
+
+    /// Records that `sequence` was read. Events come in increasing order, so a loaded
+    /// pending sequence below it that has not come back is gone from the server (purged):
+    /// those are returned, to be logged, and dropped.
+    pub fn admit(&mut self, sequence: u64) -> (Admit, Vec<u64>) {
+        let gone: Vec<u64> = self.replay.range(..sequence).copied().collect();
+        for s in &gone {
+            self.replay.remove(s);
+            self.pending.remove(s);
+        }
+        let admit = match self.through {
+            Some(through) if sequence <= through => {
+                if self.replay.remove(&sequence) {
+                    Admit::Handle
+                } else {
+                    Admit::Skip
+                }
+            }
+            _ => {
+                self.through = Some(sequence);
+                self.pending.insert(sequence);
+                Admit::Handle
+            }
+        };
+        (admit, gone)
+    }
+
+    /// The message of `sequence` is done with (sent, refused or given up).
+    pub fn finish(&mut self, sequence: u64) {
+        self.pending.remove(&sequence);
+    }
+
+    /// `--skip-gaps` after OUT_OF_RANGE: the loaded pending messages are not coming back.
+    pub fn forget_replay(&mut self) -> usize {
+        let n = self.replay.len();
+        for s in std::mem::take(&mut self.replay) {
+            self.pending.remove(&s);
+        }
+        n
+    }
+
+    /// What to store; `None` before anything was read.
+    pub fn position(&self) -> Option<Position> {
+        Some(Position { through: self.through?, pending: self.pending.clone() })
+    }
 }
 
 /// The advisory-lock key of a cursor name (any stable 63-bit value).
@@ -40,6 +164,11 @@ impl Cursor {
             "CREATE TABLE IF NOT EXISTS pwreset_notify_cursor (name TEXT PRIMARY KEY, sequence BIGINT NOT NULL)",
         )
         .await?;
+        // Added by the version that retries in the background: the unfinished sequences.
+        db.execute_unprepared(
+            "ALTER TABLE pwreset_notify_cursor ADD COLUMN IF NOT EXISTS pending TEXT NOT NULL DEFAULT ''",
+        )
+        .await?;
         let key = lock_key(name);
         loop {
             let row = db
@@ -58,13 +187,13 @@ impl Cursor {
         }
     }
 
-    /// The last handled sequence, if any.
-    pub async fn load(&self) -> anyhow::Result<Option<u64>> {
+    /// The stored position, if any.
+    pub async fn load(&self) -> anyhow::Result<Option<Position>> {
         match self {
             Cursor::File(path) => match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    Ok(Some(text.trim().parse().with_context(|| format!("{} is not a sequence", path.display()))?))
-                }
+                Ok(text) => Ok(Some(
+                    Position::decode(&text).with_context(|| format!("{} is not a notifier cursor", path.display()))?,
+                )),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
             },
@@ -72,28 +201,34 @@ impl Cursor {
                 let row = db
                     .query_one_raw(Statement::from_sql_and_values(
                         db.get_database_backend(),
-                        "SELECT sequence FROM pwreset_notify_cursor WHERE name = $1",
+                        "SELECT sequence, pending FROM pwreset_notify_cursor WHERE name = $1",
                         [name.clone().into()],
                     ))
                     .await?;
-                Ok(row.map(|r| r.try_get::<i64>("", "sequence")).transpose()?.map(|s| s.max(0).unsigned_abs()))
+                let Some(row) = row else { return Ok(None) };
+                let through = row.try_get::<i64>("", "sequence")?.max(0).unsigned_abs();
+                let pending = row.try_get::<String>("", "pending")?;
+                let position = Position::decode(&format!("{through} pending {pending}"))
+                    .context("the stored cursor's pending list")?;
+                Ok(Some(position))
             }
         }
     }
 
-    /// Stores `sequence` durably before returning.
-    pub async fn store(&self, sequence: u64) -> anyhow::Result<()> {
+    /// Stores `position` durably before returning.
+    pub async fn store(&self, position: &Position) -> anyhow::Result<()> {
         match self {
             Cursor::File(path) => {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || write_atomically(&path, sequence)).await?
+                let (path, text) = (path.clone(), position.encode());
+                tokio::task::spawn_blocking(move || write_atomically(&path, &text)).await?
             }
             Cursor::Postgres { db, name } => {
+                let pending = position.pending.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
                 db.execute_raw(Statement::from_sql_and_values(
                     db.get_database_backend(),
-                    "INSERT INTO pwreset_notify_cursor (name, sequence) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET sequence = EXCLUDED.sequence",
-                    [name.clone().into(), i64::try_from(sequence).unwrap_or(i64::MAX).into()],
+                    "INSERT INTO pwreset_notify_cursor (name, sequence, pending) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET sequence = EXCLUDED.sequence, pending = EXCLUDED.pending",
+                    [name.clone().into(), i64::try_from(position.through).unwrap_or(i64::MAX).into(), pending.into()],
                 ))
                 .await?;
                 Ok(())
@@ -102,11 +237,11 @@ impl Cursor {
     }
 }
 
-fn write_atomically(path: &PathBuf, sequence: u64) -> anyhow::Result<()> {
+fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("cursor")));
     let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    writeln!(file, "{sequence}")?;
+    writeln!(file, "{text}")?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     std::fs::File::open(&dir)?.sync_all()?;
@@ -122,9 +257,50 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let cursor = Cursor::file(dir.path().join("notify.cursor"));
         assert_eq!(cursor.load().await?, None);
-        cursor.store(41).await?;
-        cursor.store(42).await?;
-        assert_eq!(Cursor::file(dir.path().join("notify.cursor")).load().await?, Some(42));
+        cursor.store(&Position { through: 41, pending: BTreeSet::new() }).await?;
+        assert_eq!(std::fs::read_to_string(dir.path().join("notify.cursor"))?, "41\n", "the earlier format");
+        let position = Position { through: 42, pending: [17, 40].into() };
+        cursor.store(&position).await?;
+        assert_eq!(Cursor::file(dir.path().join("notify.cursor")).load().await?, Some(position));
+        std::fs::write(dir.path().join("notify.cursor"), "7 junk")?;
+        assert!(cursor.load().await.is_err(), "a damaged cursor stops the notifier");
         Ok(())
+    }
+
+    /// The property the cursor exists for: whatever moment it is stored at, a restart
+    /// from it handles every message not finished, and none that was.
+    #[test]
+    fn a_restart_replays_every_unfinished_message_and_no_finished_one() {
+        let mut ledger = Ledger::new(None);
+        for s in [3, 5, 8, 9] {
+            assert_eq!(ledger.admit(s).0, Admit::Handle);
+        }
+        ledger.finish(3);
+        ledger.finish(8);
+        let stored = ledger.position().unwrap();
+        assert_eq!(stored, Position { through: 9, pending: [5, 9].into() });
+
+        let mut restarted = Ledger::new(Some(stored));
+        assert_eq!(restarted.resume_after(), Some(4), "from just before the oldest unfinished one");
+        assert_eq!(restarted.admit(5).0, Admit::Handle);
+        assert_eq!(restarted.admit(8).0, Admit::Skip, "finished before the restart");
+        assert_eq!(restarted.admit(9).0, Admit::Handle);
+        assert_eq!(restarted.admit(12).0, Admit::Handle, "new");
+        assert_eq!(restarted.position().unwrap(), Position { through: 12, pending: [5, 9, 12].into() });
+        restarted.finish(5);
+        restarted.finish(9);
+        restarted.finish(12);
+        assert_eq!(restarted.resume_after(), Some(12));
+    }
+
+    #[test]
+    fn a_pending_event_the_server_no_longer_has_is_dropped_when_the_replay_passes_it() {
+        let mut ledger = Ledger::new(Some(Position { through: 10, pending: [4, 7].into() }));
+        let (admit, gone) = ledger.admit(7);
+        assert_eq!((admit, gone), (Admit::Handle, vec![4]));
+        assert_eq!(ledger.position().unwrap().pending, [7].into());
+        let mut skipping = Ledger::new(Some(Position { through: 10, pending: [4, 7].into() }));
+        assert_eq!(skipping.forget_replay(), 2);
+        assert_eq!(skipping.resume_after(), Some(10));
     }
 }

@@ -1,10 +1,14 @@
 //! pwreset-notify: subscribes to pwreset's event stream and sends what each event
 //! calls for (reset and setup links by e-mail, codes by text, password-changed notices,
-//! and optionally "no account here" notices), in order, storing its cursor only once an
-//! event is handled, so a restart resumes with no event lost. A message sent twice after
-//! a crash carries the same `Message-ID`, so mail systems can drop the duplicate.
+//! and optionally "no account here" notices). Events are read in order; e-mail and texts
+//! each go out in order through their own lane, and a message that fails transiently is
+//! retried in the background so it holds up no other (`deliver.rs`). The cursor records
+//! which messages are not finished yet, so a restart resumes with no message lost
+//! (`cursor.rs`). A message sent twice after a crash carries the same `Message-ID`, so
+//! mail systems can drop the duplicate.
 
 mod cursor;
+mod deliver;
 mod render;
 mod send;
 
@@ -18,18 +22,43 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use lettre::message::Mailbox;
-use pwreset::domain::clock;
+use pwreset::domain::clock::{self, Clock, SystemClock};
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{Channel, Event, PasswordChangeReason, SubscribeEventsRequest, TokenPurpose, event};
-use rand::RngExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
-use cursor::Cursor;
+use cursor::{Admit, Cursor, Ledger};
+use deliver::{Delivery, Job, LANE_DEPTH, Senders, Work};
 use render::{Kind, Renderer, context_for, link};
-use send::{Envelope, Failure, MailSender, Text, TextSender};
+use send::{Envelope, MailSender, Text, TextSender};
+
+/// A setting that may carry a credential (a key, a password in a URL, a query key): its
+/// `Debug` never shows it, and its flag hides the environment's value in `--help`.
+#[derive(Clone)]
+struct Secret(String);
+
+impl Secret {
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset-notify", version, about)]
@@ -39,14 +68,15 @@ struct Args {
     endpoint: String,
     /// Key of the `events` role, if the server requires one.
     #[arg(long, env = "PWRESET_NOTIFY_EVENTS_KEY", hide_env_values = true)]
-    events_key: Option<String>,
-    /// Where the last handled sequence is kept (without --cursor-database-url).
+    events_key: Option<Secret>,
+    /// Where the position (the newest sequence read, and the messages not finished yet)
+    /// is kept (without --cursor-database-url).
     #[arg(long, env = "PWRESET_NOTIFY_CURSOR_FILE", default_value = "pwreset-notify.cursor")]
     cursor_file: PathBuf,
     /// Keep the cursor in PostgreSQL instead: several notifier replicas may run, one
     /// active at a time (a session advisory lock), the others standing by.
     #[arg(long, env = "PWRESET_NOTIFY_CURSOR_DATABASE_URL", hide_env_values = true)]
-    cursor_database_url: Option<String>,
+    cursor_database_url: Option<Secret>,
     /// Where a notifier without a stored cursor starts: `beginning` (every event the
     /// server still retains, so nothing committed before the first start is lost) or
     /// `now` (live events only).
@@ -67,30 +97,46 @@ struct Args {
     /// SMTP relay: smtp://host:port (plain), smtp://user:pass@host:587?tls=required
     /// (STARTTLS) or smtps://user:pass@host (implicit TLS).
     #[arg(long, env = "PWRESET_NOTIFY_SMTP_URL", hide_env_values = true, conflicts_with = "out_dir")]
-    smtp_url: Option<String>,
+    smtp_url: Option<Secret>,
     /// PEM file of the certificate authorities to trust for the SMTP relay's TLS (a
     /// private relay with an internal CA) instead of the public roots; needs a TLS URL.
     #[arg(long, env = "PWRESET_NOTIFY_SMTP_CA_FILE", requires = "smtp_url")]
     smtp_ca_file: Option<PathBuf>,
+    /// How long one e-mail may take as a whole (connecting, TLS, every command, the
+    /// data) before it counts as a transient failure.
+    #[arg(long, env = "PWRESET_NOTIFY_SMTP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    smtp_timeout: Duration,
     /// Development: write each e-mail (.eml) and text (.sms.json) to this folder.
     #[arg(long, env = "PWRESET_NOTIFY_OUT_DIR")]
     out_dir: Option<PathBuf>,
-    /// Texts (channel SMS) are POSTed here as JSON (an SMS gateway, a chat tool).
-    #[arg(long, env = "PWRESET_NOTIFY_SMS_WEBHOOK_URL")]
-    sms_webhook_url: Option<String>,
+    /// Texts (channel SMS) are POSTed here as JSON (an SMS gateway, a chat tool). It may
+    /// carry a key (`?api_key=…`): hidden like the other secrets.
+    #[arg(long, env = "PWRESET_NOTIFY_SMS_WEBHOOK_URL", hide_env_values = true)]
+    sms_webhook_url: Option<Secret>,
     /// Sent as `authorization: Bearer TOKEN` to the webhook.
     #[arg(long, env = "PWRESET_NOTIFY_SMS_WEBHOOK_TOKEN", hide_env_values = true)]
-    sms_webhook_token: Option<String>,
-    /// The webhook's JSON body, a minijinja template with `to`, `message` and `sequence`.
+    sms_webhook_token: Option<Secret>,
+    /// The webhook's JSON body, a minijinja template with `to`, `message` and `sequence`
+    /// (it may carry a gateway's key: the environment's value is hidden).
     #[arg(
         long,
         env = "PWRESET_NOTIFY_SMS_WEBHOOK_BODY",
+        hide_env_values = true,
         default_value = r#"{"to": {{ to|tojson }}, "message": {{ message|tojson }}, "reference": "{{ sequence }}"}"#
     )]
-    sms_webhook_body: String,
-    /// How long a webhook call may take before it is retried.
+    sms_webhook_body: Secret,
+    /// How long a webhook call may take as a whole (connecting, the answer and its body,
+    /// read up to 64 KiB) before it counts as a transient failure.
     #[arg(long, env = "PWRESET_NOTIFY_SMS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     sms_webhook_timeout: Duration,
+    /// How long a message that fails transiently is retried in the background before it
+    /// is given up (logged, counted); a link or code is given up when its token expires,
+    /// if that comes first.
+    #[arg(long, env = "PWRESET_NOTIFY_RETRY_FOR", default_value = "1h", value_parser = humantime::parse_duration)]
+    retry_for: Duration,
+    /// At most this many messages retry at once; past it the oldest is given up.
+    #[arg(long, env = "PWRESET_NOTIFY_MAX_RETRYING", default_value = "1000")]
+    max_retrying: usize,
     /// A folder of templates (`<locale>/<kind>.jinja`, kinds reset, setup, changed,
     /// unknown) that overrides or adds to the built-in ones (en, de, fr).
     #[arg(long, env = "PWRESET_NOTIFY_TEMPLATES")]
@@ -112,8 +158,9 @@ struct Args {
     /// Prometheus metrics on /metrics and health on /healthz.
     #[arg(long, env = "PWRESET_NOTIFY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Stop (exit 0) once caught up: no event for a second. For batch runs and the
-    /// walkthrough.
+    /// Stop (exit 0) once caught up: no event for a second, and every message's first
+    /// attempt made (messages still retrying stay in the cursor for the next run). For
+    /// batch runs and the walkthrough.
     #[arg(long)]
     once: bool,
     /// `text` or `json` logs.
@@ -128,23 +175,21 @@ struct Health {
     handled: AtomicU64,
 }
 
+/// The reader's side: turns events into messages.
 struct Notifier {
     args: Args,
     renderer: Renderer,
-    mail: MailSender,
-    texts: TextSender,
     webhook_body: minijinja::Environment<'static>,
     domain: String,
-    /// Test hook: abort after sending this many messages, before storing the cursor.
-    crash_after: Option<u64>,
-    sent: AtomicU64,
 }
 
 /// What one event asks for.
-enum Work {
-    Mail(Envelope),
-    Text(Text),
+enum Plan {
+    Send(Job),
     Nothing(&'static str),
+    /// Never sent (logged and counted with this reason): a template failed, or the
+    /// recipient is not a bare address.
+    Refused(&'static str, anyhow::Error),
 }
 
 fn init_logging(format: &str) {
@@ -184,7 +229,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
-            tracing::info!("stopping after the message in hand");
+            tracing::info!("stopping after the messages in hand");
             shutdown.cancel();
         });
     }
@@ -192,24 +237,39 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, Arc::clone(&health)).await?;
     }
-    let notifier = Notifier::new(args)?;
+    let (notifier, senders) = Notifier::new(args)?;
     let cursor = match &notifier.args.cursor_database_url {
         Some(url) => {
             tokio::select! {
-                cursor = Cursor::postgres(url, &notifier.args.cursor_name, Duration::from_secs(2)) => cursor?,
+                cursor = Cursor::postgres(url.expose(), &notifier.args.cursor_name, Duration::from_secs(2)) => cursor?,
                 _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
             }
         }
         None => Cursor::file(notifier.args.cursor_file.clone()),
     };
-    notifier.follow(&cursor, &health, &shutdown).await
+    let ledger = Ledger::new(cursor.load().await?);
+    let (retry_for, max_retrying) = (notifier.args.retry_for, notifier.args.max_retrying);
+    let delivery = Arc::new(Delivery::new(senders, ledger, cursor, retry_for, max_retrying, &shutdown));
+    let (mail_lane, mail_jobs) = mpsc::channel(LANE_DEPTH);
+    let (text_lane, text_jobs) = mpsc::channel(LANE_DEPTH);
+    let lanes =
+        [tokio::spawn(Arc::clone(&delivery).lane(mail_jobs)), tokio::spawn(Arc::clone(&delivery).lane(text_jobs))];
+    let followed = notifier.follow(&delivery, [mail_lane, text_lane], &health, &shutdown).await;
+    // The lanes end after their queues (--once) or the message in hand (shutdown).
+    for lane in lanes {
+        let _ = lane.await;
+    }
+    let closed = delivery.close().await;
+    let code = followed?;
+    closed?;
+    Ok(code)
 }
 
 impl Notifier {
-    fn new(args: Args) -> anyhow::Result<Self> {
+    fn new(args: Args) -> anyhow::Result<(Self, Senders)> {
         let renderer = Renderer::new(args.templates.clone(), &args.default_locale)?;
         let mail = match (&args.smtp_url, &args.out_dir) {
-            (Some(url), _) => send::smtp(url, args.smtp_ca_file.as_deref())?,
+            (Some(url), _) => send::smtp(url.expose(), args.smtp_ca_file.as_deref(), args.smtp_timeout)?,
             (None, Some(dir)) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 MailSender::Folder(dir.clone())
@@ -218,8 +278,8 @@ impl Notifier {
         };
         let texts = match (&args.sms_webhook_url, &args.out_dir) {
             (Some(url), _) => TextSender::Webhook {
-                url: url.clone(),
-                bearer: args.sms_webhook_token.clone(),
+                url: url.expose().to_owned(),
+                bearer: args.sms_webhook_token.as_ref().map(|t| t.expose().to_owned()),
                 client: Box::new(send::webhook_client()?),
                 timeout: args.sms_webhook_timeout,
             },
@@ -227,18 +287,29 @@ impl Notifier {
             (None, None) => TextSender::None,
         };
         let mut webhook_body = minijinja::Environment::new();
-        webhook_body.add_template_owned("body", args.sms_webhook_body.clone()).context("--sms-webhook-body")?;
+        webhook_body
+            .add_template_owned("body", args.sms_webhook_body.expose().to_owned())
+            .context("--sms-webhook-body")?;
         let domain = args.from.email.domain().to_owned();
         let crash_after = std::env::var("PWRESET_NOTIFY_FAULT")
             .ok()
             .and_then(|v| v.strip_prefix("crash-after-send:").and_then(|n| n.parse().ok()));
-        Ok(Notifier { args, renderer, mail, texts, webhook_body, domain, crash_after, sent: AtomicU64::new(0) })
+        let senders = Senders { from: args.from.clone(), mail, texts, crash_after, sent: AtomicU64::new(0) };
+        Ok((Notifier { args, renderer, webhook_body, domain }, senders))
     }
 
-    /// Subscribes from the cursor and handles events until shutdown; reconnects after
-    /// transient stream errors.
-    async fn follow(&self, cursor: &Cursor, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<ExitCode> {
-        let mut after = match cursor.load().await? {
+    /// Subscribes from the cursor and hands events to the lanes until shutdown (or, with
+    /// --once, until caught up); reconnects after transient stream errors.
+    async fn follow(
+        &self,
+        delivery: &Delivery,
+        lanes: [mpsc::Sender<Job>; 2],
+        health: &Health,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<ExitCode> {
+        let [mail_lane, text_lane] = lanes;
+        let stored = delivery.ledger().lock().await.resume_after();
+        let mut after = match stored {
             Some(sequence) => Some(sequence),
             None if self.args.start == "now" => None,
             None => Some(0),
@@ -250,7 +321,7 @@ impl Notifier {
             let mut client = PasswordResetServiceClient::new(channel.clone());
             let mut request = tonic::Request::new(SubscribeEventsRequest { after_sequence: after });
             if let Some(key) = &self.args.events_key {
-                let value: MetadataValue<_> = format!("Bearer {key}").parse().context("--events-key")?;
+                let value: MetadataValue<_> = format!("Bearer {}", key.expose()).parse().context("--events-key")?;
                 request.metadata_mut().insert("authorization", value);
             }
             let subscribed = tokio::select! {
@@ -259,7 +330,7 @@ impl Notifier {
             };
             let mut stream = match subscribed {
                 Ok(stream) => stream.into_inner(),
-                Err(status) => match self.stream_error(&status, &mut after)? {
+                Err(status) => match self.stream_error(&status, &mut after, delivery).await? {
                     Some(code) => return Ok(code),
                     None => {
                         if !pause(&mut backoff, shutdown).await {
@@ -290,40 +361,91 @@ impl Notifier {
                 match next {
                     Ok(Some(event)) => {
                         backoff = Duration::from_millis(200);
-                        let sequence = event.sequence;
                         let occurred = event.occurred_at;
-                        if !self.handle(event, shutdown).await {
+                        if !self.dispatch(event, delivery, &mail_lane, &text_lane, shutdown).await {
                             return Ok(ExitCode::SUCCESS);
                         }
-                        cursor.store(sequence).await?;
-                        after = Some(sequence);
                         health.handled.fetch_add(1, Ordering::Relaxed);
                         if let Some(t) = occurred {
-                            let lag = pwreset::domain::clock::Clock::now(&pwreset::domain::clock::SystemClock)
-                                .timestamp()
-                                - t.seconds;
+                            let lag = SystemClock.now().timestamp() - t.seconds;
                             metrics::gauge!("pwreset_notify_lag_seconds").set(lag.max(0) as f64);
                         }
                     }
                     Ok(None) => break,
-                    Err(status) => match self.stream_error(&status, &mut after)? {
+                    Err(status) => match self.stream_error(&status, &mut after, delivery).await? {
                         Some(code) => return Ok(code),
                         None => break,
                     },
                 }
             }
             health.subscribed.store(false, Ordering::SeqCst);
+            // Resume from the ledger: before any loaded message the replay has not
+            // reached yet, else after the newest event read.
+            after = delivery.ledger().lock().await.resume_after().or(after);
             if !pause(&mut backoff, shutdown).await {
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
 
+    /// Admits one event to the ledger and hands its message to its lane; `false` if
+    /// shutdown came while a lane was full.
+    async fn dispatch(
+        &self,
+        event: Event,
+        delivery: &Delivery,
+        mail_lane: &mpsc::Sender<Job>,
+        text_lane: &mpsc::Sender<Job>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let sequence = event.sequence;
+        let (admit, gone) = delivery.ledger().lock().await.admit(sequence);
+        for lost in gone {
+            metrics::counter!("pwreset_notify_failed_total", "reason" => "purged").increment(1);
+            tracing::error!(
+                sequence = lost,
+                "an unfinished message's event is no longer on the server (purged); given up"
+            );
+        }
+        if admit == Admit::Skip {
+            tracing::debug!(sequence, "finished before the restart");
+            return true;
+        }
+        match self.plan(event) {
+            Plan::Send(job) => {
+                let lane = match job.work {
+                    Work::Mail(_) => mail_lane,
+                    Work::Text(_) => text_lane,
+                };
+                tokio::select! {
+                    sent = lane.send(job) => return sent.is_ok(),
+                    _ = shutdown.cancelled() => return false,
+                }
+            }
+            Plan::Nothing(reason) => tracing::debug!(sequence, reason, "nothing to send"),
+            Plan::Refused(reason, e) => {
+                metrics::counter!("pwreset_notify_failed_total", "reason" => reason).increment(1);
+                tracing::error!(sequence, reason, error = format!("{e:#}"), "the message cannot be sent; skipped");
+            }
+        }
+        delivery.finish(sequence).await;
+        true
+    }
+
     /// `Some(exit code)` to stop; `None` to reconnect.
-    fn stream_error(&self, status: &tonic::Status, after: &mut Option<u64>) -> anyhow::Result<Option<ExitCode>> {
+    async fn stream_error(
+        &self,
+        status: &tonic::Status,
+        after: &mut Option<u64>,
+        delivery: &Delivery,
+    ) -> anyhow::Result<Option<ExitCode>> {
         if status.code() == Code::OutOfRange {
             if self.args.skip_gaps {
                 tracing::error!(after = ?after, "the cursor is older than the server retains: events were missed; going on from the live stream (--skip-gaps)");
+                let forgotten = delivery.ledger().lock().await.forget_replay();
+                if forgotten > 0 {
+                    metrics::counter!("pwreset_notify_failed_total", "reason" => "purged").increment(forgotten as u64);
+                }
                 *after = None;
                 return Ok(None);
             }
@@ -337,67 +459,27 @@ impl Notifier {
         Ok(None)
     }
 
-    /// Handles one event, retrying transient failures until it is delivered or
-    /// shutdown is asked for (then `false`: the cursor stays where it is).
-    async fn handle(&self, event: Event, shutdown: &CancellationToken) -> bool {
-        let sequence = event.sequence;
-        let work = match self.work(event) {
-            Ok(work) => work,
-            Err(e) => {
-                metrics::counter!("pwreset_notify_failed_total", "reason" => "render").increment(1);
-                tracing::error!(sequence, error = format!("{e:#}"), "the message could not be rendered; skipped");
-                return true;
-            }
-        };
-        let channel = match &work {
-            Work::Mail(_) => "email",
-            Work::Text(_) => "sms",
-            Work::Nothing(reason) => {
-                tracing::debug!(sequence, reason, "nothing to send");
-                return true;
-            }
-        };
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let result = match &work {
-                Work::Mail(envelope) => self.mail.send(&self.args.from, envelope).await,
-                Work::Text(text) => self.texts.send(text).await,
-                Work::Nothing(_) => Ok(()),
-            };
-            match result {
-                Ok(()) => {
-                    metrics::counter!("pwreset_notify_sent_total", "channel" => channel).increment(1);
-                    tracing::info!(sequence, channel, "sent");
-                    let sent = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
-                    if self.crash_after == Some(sent) {
-                        tracing::error!(sequence, "PWRESET_NOTIFY_FAULT: crashing after the send, before the cursor");
-                        std::process::abort();
-                    }
-                    return true;
-                }
-                Err(Failure::Permanent(e)) => {
-                    metrics::counter!("pwreset_notify_failed_total", "reason" => "permanent").increment(1);
-                    tracing::error!(sequence, channel, error = format!("{e:#}"), "permanent failure; skipped");
-                    return true;
-                }
-                Err(Failure::Transient(e)) => {
-                    metrics::counter!("pwreset_notify_retried_total", "channel" => channel).increment(1);
-                    tracing::warn!(sequence, channel, error = format!("{e:#}"), retry_in = ?delay, "transient failure; retrying");
-                    if !pause(&mut delay, shutdown).await {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    fn work(&self, event: Event) -> anyhow::Result<Work> {
+    fn plan(&self, event: Event) -> Plan {
         let sequence = event.sequence;
         let message_id = format!("<{sequence}.{}@{}>", self.args.server_id, self.domain);
-        Ok(match event.kind {
+        let mail = |to: &str, kind: Kind, locale: &str, ctx: minijinja::Value| -> Plan {
+            let to = match send::recipient(to) {
+                Ok(to) => to,
+                Err(e) => return Plan::Refused("recipient", e),
+            };
+            match self.renderer.mail(kind, locale, ctx) {
+                Ok(mail) => Plan::Send(Job {
+                    sequence,
+                    work: Work::Mail(Envelope { to, message_id: message_id.clone(), mail, sequence }),
+                    expires_in: None,
+                }),
+                Err(e) => Plan::Refused("render", e),
+            }
+        };
+        match event.kind {
             Some(event::Kind::TokenCreated(t)) => {
                 if t.token.is_empty() {
-                    return Ok(Work::Nothing("token no longer live"));
+                    return Plan::Nothing("token no longer live");
                 }
                 let setup = t.purpose == TokenPurpose::AccountSetup as i32;
                 let (kind, url) = if setup {
@@ -406,20 +488,36 @@ impl Notifier {
                     (Kind::Reset, self.args.reset_url.as_str())
                 };
                 let expires = t.expires_at.as_ref().map(format_time).unwrap_or_default();
-                if t.channel == Channel::Sms as i32 {
+                // Retrying a link or code ends when it stops working.
+                let expires_in = t.expires_at.as_ref().map(|e| {
+                    let left = e.seconds.saturating_sub(SystemClock.now().timestamp());
+                    Duration::from_secs(left.max(0).unsigned_abs())
+                });
+                let mut plan = if t.channel == Channel::Sms as i32 {
                     let ctx = context_for(&t.email, &t.username, &t.phone, "", &t.token, &expires, "");
-                    let message = self.renderer.sms(kind, &t.locale, ctx)?;
-                    let json = self
-                        .webhook_body
-                        .get_template("body")?
-                        .render(minijinja::context! { to => &t.phone, message => &message, sequence })?;
-                    Work::Text(Text { to: t.phone, sequence, json })
+                    let text = self.renderer.sms(kind, &t.locale, ctx).and_then(|message| {
+                        Ok(self
+                            .webhook_body
+                            .get_template("body")?
+                            .render(minijinja::context! { to => &t.phone, message => &message, sequence })?)
+                    });
+                    match text {
+                        Ok(json) => Plan::Send(Job {
+                            sequence,
+                            work: Work::Text(Text { to: t.phone.clone(), sequence, json }),
+                            expires_in: None,
+                        }),
+                        Err(e) => Plan::Refused("render", e),
+                    }
                 } else {
                     let link = link(url, &t.token);
                     let ctx = context_for(&t.email, &t.username, &t.phone, &link, "", &expires, "");
-                    let mail = self.renderer.mail(kind, &t.locale, ctx)?;
-                    Work::Mail(Envelope { to: t.email, message_id, mail, sequence })
+                    mail(&t.email, kind, &t.locale, ctx)
+                };
+                if let Plan::Send(job) = &mut plan {
+                    job.expires_in = expires_in;
                 }
+                plan
             }
             Some(event::Kind::PasswordChanged(p)) => {
                 let reason = match PasswordChangeReason::try_from(p.reason) {
@@ -428,17 +526,15 @@ impl Notifier {
                     _ => "RESET",
                 };
                 let ctx = context_for(&p.email, "", "", "", "", "", reason);
-                let mail = self.renderer.mail(Kind::Changed, "", ctx)?;
-                Work::Mail(Envelope { to: p.email, message_id, mail, sequence })
+                mail(&p.email, Kind::Changed, "", ctx)
             }
             Some(event::Kind::ResetRequestedForUnknownEmail(u)) if self.args.notify_unknown_accounts => {
                 let ctx = context_for(&u.email, "", "", "", "", "", "");
-                let mail = self.renderer.mail(Kind::Unknown, &u.locale, ctx)?;
-                Work::Mail(Envelope { to: u.email, message_id, mail, sequence })
+                mail(&u.email, Kind::Unknown, &u.locale, ctx)
             }
-            Some(event::Kind::ResetRequestedForUnknownEmail(_)) => Work::Nothing("unknown-account notices are off"),
-            None => Work::Nothing("an event kind this notifier does not know"),
-        })
+            Some(event::Kind::ResetRequestedForUnknownEmail(_)) => Plan::Nothing("unknown-account notices are off"),
+            None => Plan::Nothing("an event kind this notifier does not know"),
+        }
     }
 }
 
@@ -449,14 +545,19 @@ fn format_time(t: &prost_types::Timestamp) -> String {
 /// Waits `delay` (with up to 50 % jitter), then doubles it up to a minute; `false` if
 /// shutdown came first.
 async fn pause(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
-    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
-    let wait = *delay + Duration::from_millis(jitter);
-    *delay = (*delay * 2).min(Duration::from_secs(60));
+    let wait = deliver::jittered(delay);
     tokio::select! {
         _ = clock::pause(wait) => true,
         _ = shutdown.cancelled() => false,
     }
 }
+
+/// The health endpoint's limits: a request (head only) is at most this long, must
+/// arrive within this time, and at most this many are served at once (a slow or silent
+/// client holds one slot for the timeout at most).
+const METRICS_REQUEST_CAP: usize = 8 * 1024;
+const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const METRICS_CONNECTIONS: usize = 64;
 
 /// `/metrics` (Prometheus text) and `/healthz` (200 while subscribed, else 503).
 async fn serve_metrics(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<()> {
@@ -465,28 +566,82 @@ async fn serve_metrics(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<
         .context("installing the metrics recorder")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "metrics and health listening");
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { continue };
+            // Full: the connection is closed at once rather than queued.
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
             let (handle, health) = (handle.clone(), Arc::clone(&health));
             tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, body) = match path {
+                let _slot = slot;
+                let deadline = clock::monotonic() + METRICS_READ_TIMEOUT;
+                let Some(path) = read_request_path(&mut socket, deadline).await else { return };
+                let (status, body) = match path.as_str() {
                     "/metrics" => ("200 OK", handle.render()),
                     "/healthz" if health.subscribed.load(Ordering::SeqCst) => ("200 OK", "serving\n".to_owned()),
                     "/healthz" => ("503 Service Unavailable", "not subscribed\n".to_owned()),
+                    "" => ("431 Request Header Fields Too Large", String::new()),
                     _ => ("404 Not Found", String::new()),
                 };
                 let response = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = tokio::time::timeout_at(deadline + METRICS_READ_TIMEOUT, socket.write_all(response.as_bytes()))
+                    .await;
             });
         }
     });
     Ok(())
+}
+
+/// The path of a request whose head arrived whole by `deadline` (`""` if it is longer
+/// than the cap); `None` if it did not arrive in time or the peer went away.
+async fn read_request_path(socket: &mut tokio::net::TcpStream, deadline: tokio::time::Instant) -> Option<String> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > METRICS_REQUEST_CAP {
+            return Some(String::new());
+        }
+        let n = tokio::time::timeout_at(deadline, socket.read(&mut buf)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    Some(head.split_whitespace().nth(1).unwrap_or("/").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_settings_hides_every_secret() {
+        let args = Args::parse_from([
+            "pwreset-notify",
+            "--reset-url",
+            "https://app.example/r?t={token}",
+            "--events-key",
+            "events-key-secret",
+            "--cursor-database-url",
+            "postgres://notify:pg-password-secret@db/x",
+            "--smtp-url",
+            "smtp://user:smtp-password-secret@relay:587",
+            "--sms-webhook-url",
+            "https://sms.example/send?api_key=webhook-key-secret",
+            "--sms-webhook-token",
+            "bearer-secret",
+            "--sms-webhook-body",
+            r#"{"key": "body-key-secret"}"#,
+        ]);
+        let debug = format!("{args:?}");
+        assert!(debug.contains("reset_url"), "{debug}");
+        for secret in ["events-key", "pg-password", "smtp-password", "webhook-key", "bearer-secret", "body-key"] {
+            assert!(!debug.contains(secret), "Debug shows {secret}: {debug}");
+        }
+    }
 }

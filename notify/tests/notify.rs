@@ -101,10 +101,23 @@ impl Smtp {
 
     /// With `extra`: `starttls|tls CERT_PEM KEY_PEM` (see `smtp_sink.py`).
     fn start_with(extra: &[&str]) -> Smtp {
+        Smtp::launch(extra, None)
+    }
+
+    /// One that answers `450` to every recipient at `domain`, for ever.
+    fn start_tempfailing(domain: &str) -> Smtp {
+        Smtp::launch(&[], Some(domain))
+    }
+
+    fn launch(extra: &[&str], tempfail_domain: Option<&str>) -> Smtp {
         let out = TempDir::new().unwrap();
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py");
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        if let Some(domain) = tempfail_domain {
+            command.env("SINK_TEMPFAIL_DOMAIN", domain);
+        }
+        let mut child = command
             .args([script, &port.to_string(), out.path().to_str().unwrap()])
             .args(extra)
             .stdout(Stdio::piped())
@@ -115,6 +128,15 @@ impl Smtp {
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready", "aiosmtpd did not start");
         Smtp { port, out, child }
+    }
+
+    /// Every RCPT TO the server was given, accepted or not.
+    fn recipients(&self) -> Vec<String> {
+        std::fs::read_to_string(self.out.path().join("rcpt.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     fn messages(&self) -> Vec<serde_json::Value> {
@@ -291,8 +313,10 @@ async fn a_crash_between_send_and_cursor_resends_that_message_once_with_the_same
     let crashed = tokio::task::spawn_blocking(move || first.output().unwrap()).await.unwrap();
     assert!(!crashed.status.success(), "the fault hook aborts");
     assert_eq!(smtp.wait_for(2).await.len(), 2);
-    let stored: u64 = std::fs::read_to_string(&cursor).unwrap().trim().parse().unwrap();
-    assert_eq!(stored, 1, "the cursor holds the first event: the second was sent but not recorded");
+    let stored = std::fs::read_to_string(&cursor).unwrap();
+    let (through, pending) = stored_position(&stored);
+    assert!(through >= 1 && !pending.contains(&1), "the first message is recorded as finished: {stored}");
+    assert!(through < 2 || pending.contains(&2), "the second was sent but not recorded: {stored}");
     let child = notifier(&server, &cursor, &["--smtp-url", &smtp_url]).spawn().unwrap();
     let messages = smtp.wait_for(4).await;
     let (code, _) = stop(child).await;
@@ -302,6 +326,17 @@ async fn a_crash_between_send_and_cursor_resends_that_message_once_with_the_same
     assert_eq!(ids[1], ids[2], "the message sent before the crash is sent again with its Message-ID");
     let recipients: Vec<&str> = messages.iter().map(|m| m["rcpt"][0].as_str().unwrap()).collect();
     assert_eq!(recipients, ["a@example.com", "b@example.com", "b@example.com", "c@example.com"], "none lost");
+}
+
+/// The cursor file's `through` and pending sequences (`42` or `42 pending 17 40`).
+fn stored_position(text: &str) -> (u64, Vec<u64>) {
+    let mut words = text.split_whitespace();
+    let through = words.next().unwrap().parse().unwrap();
+    let pending = match words.next() {
+        Some("pending") => words.map(|w| w.parse().unwrap()).collect(),
+        _ => Vec::new(),
+    };
+    (through, pending)
 }
 
 /// A local HTTP server recording each request; answers 503 to the first one.
@@ -584,4 +619,323 @@ async fn mail_reaches_a_relay_with_an_internal_ca_by_starttls_and_by_implicit_tl
         let (code, log) = stop(child).await;
         assert_eq!(code, 0, "{mode}\n{log}");
     }
+}
+
+/// Waits (a bound on failure) until `check` gives a value.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "within 20 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of one series in a Prometheus scrape.
+fn series(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+}
+
+/// One reset for an address whose relay answers `450` for ever (Postfix's default for
+/// an unknown recipient domain) holds up no one: the next user's mail arrives while it
+/// is retried in the background, and it is given up when its token expires, counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipient_domain_answering_450_holds_up_no_one_and_is_given_up_when_its_token_expires() {
+    let server = server_with(|mut c| {
+        c.tokens.ttl = Duration::from_secs(4);
+        c
+    })
+    .await;
+    let smtp = Smtp::start_tempfailing("greylisted.example");
+    let dir = TempDir::new().unwrap();
+    let cursor = dir.path().join("cursor");
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let child = notifier(&server, &cursor, &["--smtp-url", &smtp_url, "--metrics-listen", &metrics]).spawn().unwrap();
+    reset_for(&server, "stuck@greylisted.example").await;
+    reset_for(&server, "real@example.com").await;
+
+    let messages = smtp.wait_for(1).await;
+    assert_eq!(messages[0]["rcpt"][0], "real@example.com", "{messages:?}");
+    let gave_up = r#"pwreset_notify_failed_total{reason="gave_up"}"#;
+    let scrape = eventually("the 450 message is given up", || async {
+        let scrape = http_get(&metrics, "/metrics").await;
+        series(&scrape, gave_up).is_some().then_some(scrape)
+    })
+    .await;
+    assert_eq!(series(&scrape, gave_up), Some(1.0), "{scrape}");
+    assert!(series(&scrape, r#"pwreset_notify_retried_total{channel="email"}"#).unwrap() >= 2.0, "{scrape}");
+    assert_eq!(series(&scrape, r#"pwreset_notify_sent_total{channel="email"}"#), Some(1.0), "{scrape}");
+    let tries = smtp.recipients().iter().filter(|r| *r == "stuck@greylisted.example").count();
+    assert!(tries >= 2, "retried in the background: {tries} tries");
+    let (code, log) = stop(child).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("given up"), "{log}");
+    let (_, pending) = stored_position(&std::fs::read_to_string(&cursor).unwrap());
+    assert!(pending.is_empty(), "a message given up is finished: {pending:?}");
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+/// A message still retrying when the notifier stops is retried by the next run (the
+/// cursor names it); the messages finished around it are not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_still_retrying_at_a_stop_is_retried_after_the_restart_and_nothing_finished_is_resent() {
+    let server = server().await;
+    let stuck = Smtp::start_tempfailing("greylisted.example");
+    let dir = TempDir::new().unwrap();
+    let cursor = dir.path().join("cursor");
+    let first =
+        notifier(&server, &cursor, &["--smtp-url", &format!("smtp://127.0.0.1:{}", stuck.port)]).spawn().unwrap();
+    reset_for(&server, "before@example.com").await;
+    reset_for(&server, "later@greylisted.example").await;
+    reset_for(&server, "after@example.com").await;
+    let messages = stuck.wait_for(2).await;
+    let recipients: Vec<&str> = messages.iter().map(|m| m["rcpt"][0].as_str().unwrap()).collect();
+    assert_eq!(recipients, ["before@example.com", "after@example.com"], "the 450 one holds up no one");
+    let (code, log) = stop(first).await;
+    assert_eq!(code, 0, "{log}");
+    let stored = std::fs::read_to_string(&cursor).unwrap();
+    let (through, pending) = stored_position(&stored);
+    assert_eq!(pending.len(), 1, "the retrying message is recorded as unfinished: {stored}");
+    assert!(pending[0] < through, "{stored}");
+
+    let relay = Smtp::start();
+    let second =
+        notifier(&server, &cursor, &["--smtp-url", &format!("smtp://127.0.0.1:{}", relay.port)]).spawn().unwrap();
+    let messages = relay.wait_for(1).await;
+    assert_eq!(messages[0]["rcpt"][0], "later@greylisted.example", "{messages:?}");
+    let id = messages[0]["message_id"].as_str().unwrap();
+    assert!(id.starts_with(&format!("<{}.", pending[0])), "the same message: {id}");
+    eventually("the cursor records it finished", || async {
+        let (_, pending) = stored_position(&std::fs::read_to_string(&cursor).unwrap());
+        pending.is_empty().then_some(())
+    })
+    .await;
+    let (code, log) = stop(second).await;
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(relay.messages().len(), 1, "nothing finished before the restart is sent again");
+}
+
+/// How a hostile SMS gateway answers: `200` and then a body it trickles a byte at a
+/// time, or `200` and a 400 MiB body.
+#[derive(Clone, Copy, Debug)]
+enum Hostile {
+    Trickle,
+    Flood,
+}
+
+/// Reads one HTTP request (head and `content-length` body).
+async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&request).into_owned()
+}
+
+async fn hostile_webhook(how: Hostile) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let request = read_request(&mut socket).await;
+                record.lock().unwrap().push(request);
+                const FLOOD: usize = 400 << 20;
+                let length = match how {
+                    Hostile::Trickle => 1 << 20,
+                    Hostile::Flood => FLOOD,
+                };
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {length}\r\n\r\n");
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                match how {
+                    // Ten minutes, a byte every 50 ms, until the notifier hangs up.
+                    Hostile::Trickle => {
+                        for _ in 0..12_000 {
+                            if socket.write_all(b"x").await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    Hostile::Flood => {
+                        let chunk = vec![b'x'; 64 * 1024];
+                        for _ in 0..FLOOD / chunk.len() {
+                            if socket.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// An SMS gateway that answers and then trickles its body, or sends 400 MiB: the
+/// notifier moves on after `--sms-webhook-timeout` (the whole call) or 64 KiB, its
+/// memory stays small, and e-mail never waits for texts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_that_trickles_or_floods_its_answer_holds_up_neither_texts_nor_mail() {
+    for how in [Hostile::Trickle, Hostile::Flood] {
+        let server = server().await;
+        let smtp = Smtp::start();
+        let (hook, seen) = hostile_webhook(how).await;
+        let dir = TempDir::new().unwrap();
+        let (smtp_url, hook_url) = (format!("smtp://127.0.0.1:{}", smtp.port), format!("http://{hook}/send"));
+        let args = ["--smtp-url", &smtp_url, "--sms-webhook-url", &hook_url, "--sms-webhook-timeout", "3s"];
+        let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+        for (email, phone) in [("alan@example.com", "+447911123456"), ("joan@example.com", "+447911123457")] {
+            server
+                .create(CreateAccountRequest {
+                    email: email.into(),
+                    password: Some(STRONG.into()),
+                    phone: phone.into(),
+                    ..Default::default()
+                })
+                .await;
+            server.request(RequestTokenRequest { phone: phone.into(), ..Default::default() }).await;
+            server.request(RequestTokenRequest { email: email.into(), ..Default::default() }).await;
+        }
+        let messages = smtp.wait_for(2).await;
+        assert_eq!(messages.len(), 2, "{how:?}: mail goes out whatever the gateway does");
+        eventually(&format!("{how:?}: the second text is sent after the first"), || async {
+            (seen.lock().unwrap().len() >= 2).then_some(())
+        })
+        .await;
+        let peak = peak_rss_mib(child.id());
+        let (code, log) = stop(child).await;
+        assert_eq!(code, 0, "{how:?}\n{log}");
+        assert!(peak < 150, "{how:?}: peak RSS {peak} MiB");
+    }
+}
+
+/// An event whose e-mail field is a mailbox with a display name (as a server before
+/// bare-address validation accepted it): lettre would deliver it to the address in the
+/// brackets with the attacker's text beside it. It reaches no RCPT; the rest goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_address_with_a_display_name_reaches_no_rcpt() {
+    use sea_orm::ConnectionTrait;
+    let server = server_with(|mut c| {
+        c.events.emit_unknown_account_events = true;
+        c
+    })
+    .await;
+    server.request(RequestTokenRequest { email: "first@example.com".into(), ..Default::default() }).await;
+    // Written as the server writes an unknown-address report, with the crafted field.
+    let db = sea_orm::Database::connect(&server.url).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO events (occurred_at, kind, account_id, email, client_ip, user_agent, locale, retain_until, \
+         purpose, reason, channel, phone, username) SELECT occurred_at, kind, account_id, 'x<victim@example.com>', \
+         client_ip, user_agent, locale, retain_until, purpose, reason, channel, phone, username FROM events \
+         WHERE email = 'first@example.com'",
+    )
+    .await
+    .unwrap();
+    server.request(RequestTokenRequest { email: "later@example.com".into(), ..Default::default() }).await;
+    let smtp = Smtp::start();
+    let dir = TempDir::new().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = ["--smtp-url", &smtp_url, "--notify-unknown-accounts", "--metrics-listen", &metrics];
+    let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+    let messages = smtp.wait_for(2).await;
+    let to: Vec<&str> = messages.iter().map(|m| m["rcpt"][0].as_str().unwrap()).collect();
+    assert_eq!(to, ["first@example.com", "later@example.com"]);
+    assert_eq!(smtp.recipients(), ["first@example.com", "later@example.com"], "no RCPT for the crafted field");
+    let scrape = http_get(&metrics, "/metrics").await;
+    assert_eq!(series(&scrape, r#"pwreset_notify_failed_total{reason="recipient"}"#), Some(1.0), "{scrape}");
+    let (code, log) = stop(child).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("not a bare e-mail address"), "{log}");
+}
+
+#[test]
+fn help_never_shows_the_values_of_secret_settings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pwreset-notify"))
+        .arg("--help")
+        .env("PWRESET_NOTIFY_SMS_WEBHOOK_URL", "https://sms.example/send?api_key=hunter2-api-key")
+        .env("PWRESET_NOTIFY_SMS_WEBHOOK_TOKEN", "hunter2-bearer")
+        .env("PWRESET_NOTIFY_SMS_WEBHOOK_BODY", r#"{"key": "hunter2-body"}"#)
+        .env("PWRESET_NOTIFY_SMTP_URL", "smtps://user:hunter2-smtp@relay.example")
+        .env("PWRESET_NOTIFY_CURSOR_DATABASE_URL", "postgres://notify:hunter2-pg@db.internal/n")
+        .env("PWRESET_NOTIFY_EVENTS_KEY", "hunter2-events")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--sms-webhook-url"), "{help}");
+    assert!(!help.contains("hunter2"), "--help shows a secret: {help}");
+}
+
+/// A client of /metrics that sends nothing, or a head that never ends, is cut off
+/// (read timeout, size cap) and others are still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_or_endless_metrics_client_is_cut_off() {
+    let server = server().await;
+    let (out, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = ["--out-dir", out.path().to_str().unwrap(), "--metrics-listen", &metrics];
+    let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+    eventually("/healthz answers 200", || async {
+        let Ok(mut socket) = tokio::net::TcpStream::connect(&metrics).await else { return None };
+        socket.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.ok()?;
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.ok()?;
+        response.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    let mut endless = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    let mut head = b"GET /metrics HTTP/1.1\r\nx-padding: ".to_vec();
+    head.resize(16 * 1024, b'a');
+    let _ = endless.write_all(&head).await;
+    for (name, socket) in [("silent", &mut silent), ("endless", &mut endless)] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the {name} client is cut off");
+        assert!(!String::from_utf8_lossy(&rest).contains("pwreset_notify"), "{name}: no metrics");
+    }
+    assert!(http_get(&metrics, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let (code, log) = stop(child).await;
+    assert_eq!(code, 0, "{log}");
 }

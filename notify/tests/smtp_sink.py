@@ -2,7 +2,9 @@
 it accepts is parsed with Python's email package and written to OUT_DIR as
 <n>.json (recipients, decoded headers, the text and HTML parts) beside the raw
 <n>.eml. RCPT TO an address starting with "reject" is refused with 550 (a permanent
-failure for one recipient).
+failure for one recipient); with SINK_TEMPFAIL_DOMAIN=example.net, RCPT TO any address
+at that domain is refused with 450 (Postfix's answer for an unknown recipient domain:
+a transient failure, forever). Every RCPT TO is appended to OUT_DIR/rcpt.log.
 
     python3 smtp_sink.py PORT OUT_DIR [starttls|tls CERT_PEM KEY_PEM]
 
@@ -27,6 +29,11 @@ class Sink:
         self.count = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with open(os.path.join(self.out_dir, "rcpt.log"), "a") as f:
+            f.write(address + "\n")
+        tempfail = os.environ.get("SINK_TEMPFAIL_DOMAIN")
+        if tempfail and address.endswith("@" + tempfail):
+            return "450 4.1.2 <%s>: Recipient address rejected: Domain not found" % address
         if address.startswith("reject"):
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
