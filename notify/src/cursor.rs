@@ -160,15 +160,6 @@ impl Cursor {
         // One connection for the life of the process: the session lock lives on it.
         options.max_connections(1).min_connections(1).idle_timeout(None::<Duration>).max_lifetime(None::<Duration>);
         let db = Database::connect(options).await.context("connecting to --cursor-database-url")?;
-        db.execute_unprepared(
-            "CREATE TABLE IF NOT EXISTS pwreset_notify_cursor (name TEXT PRIMARY KEY, sequence BIGINT NOT NULL)",
-        )
-        .await?;
-        // Added by the version that retries in the background: the unfinished sequences.
-        db.execute_unprepared(
-            "ALTER TABLE pwreset_notify_cursor ADD COLUMN IF NOT EXISTS pending TEXT NOT NULL DEFAULT ''",
-        )
-        .await?;
         let key = lock_key(name);
         loop {
             let row = db
@@ -179,6 +170,18 @@ impl Cursor {
                 .await?
                 .context("pg_try_advisory_lock")?;
             if row.try_get::<bool>("", "locked")? {
+                // Only the lock holder changes the table: replicas starting together do
+                // not race on it. `pending` was added by the version that retries in the
+                // background.
+                db.execute_unprepared(
+                    "CREATE TABLE IF NOT EXISTS pwreset_notify_cursor \
+                     (name TEXT PRIMARY KEY, sequence BIGINT NOT NULL, pending TEXT NOT NULL DEFAULT '')",
+                )
+                .await?;
+                db.execute_unprepared(
+                    "ALTER TABLE pwreset_notify_cursor ADD COLUMN IF NOT EXISTS pending TEXT NOT NULL DEFAULT ''",
+                )
+                .await?;
                 tracing::info!(cursor = name, "this notifier is the active one");
                 return Ok(Cursor::Postgres { db, name: name.to_owned() });
             }

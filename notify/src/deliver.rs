@@ -83,7 +83,7 @@ impl Senders {
 enum Outcome {
     Sent,
     Refused(anyhow::Error),
-    GaveUp(&'static str, anyhow::Error),
+    GaveUp(anyhow::Error),
 }
 
 pub struct Delivery {
@@ -148,7 +148,7 @@ impl Delivery {
                 Ok(()) => self.end(&job, Outcome::Sent).await,
                 Err(Failure::Permanent(e)) => self.end(&job, Outcome::Refused(e)).await,
                 Err(Failure::Transient(e)) if clock::monotonic() >= give_up_at => {
-                    self.end(&job, Outcome::GaveUp("expired", e)).await;
+                    self.end(&job, Outcome::GaveUp(e)).await;
                 }
                 Err(Failure::Transient(e)) => {
                     self.transient(&job, &e);
@@ -158,9 +158,8 @@ impl Delivery {
         }
     }
 
-    /// The sooner of the token's expiry and `--retry-for` from now.
     fn give_up_at(&self, job: &Job) -> Instant {
-        clock::monotonic() + job.expires_in.map_or(self.retry_for, |e| e.min(self.retry_for))
+        clock::monotonic() + retry_window(self.retry_for, job.expires_in)
     }
 
     fn transient(&self, job: &Job, e: &anyhow::Error) {
@@ -227,7 +226,7 @@ impl Delivery {
                 }
                 if self.claim(job.sequence) {
                     let e = anyhow::anyhow!("still failing when its time ran out");
-                    self.end(&job, Outcome::GaveUp("expired", e)).await;
+                    self.end(&job, Outcome::GaveUp(e)).await;
                 }
                 return;
             }
@@ -266,12 +265,11 @@ impl Delivery {
                 metrics::counter!("pwreset_notify_failed_total", "reason" => "permanent").increment(1);
                 tracing::error!(sequence, channel, error = format!("{e:#}"), "permanent failure; skipped");
             }
-            Outcome::GaveUp(why, e) => {
+            Outcome::GaveUp(e) => {
                 metrics::counter!("pwreset_notify_failed_total", "reason" => "gave_up").increment(1);
                 tracing::error!(
                     sequence,
                     channel,
-                    why,
                     error = format!("{e:#}"),
                     "transient failures until its time ran out; given up"
                 );
@@ -312,10 +310,42 @@ impl Delivery {
     }
 }
 
+/// How long a message may be retried from its first attempt: `--retry-for`, or less if
+/// its token expires sooner (a dead link or code is not worth sending).
+fn retry_window(retry_for: Duration, expires_in: Option<Duration>) -> Duration {
+    expires_in.map_or(retry_for, |left| left.min(retry_for))
+}
+
 /// `delay` with up to 50 % jitter; doubles `delay` up to a minute.
 pub fn jittered(delay: &mut Duration) -> Duration {
     let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
     let wait = *delay + Duration::from_millis(jitter);
     *delay = (*delay * 2).min(Duration::from_secs(60));
     wait
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retrying_ends_at_the_bound_or_when_the_token_expires_whichever_is_first() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_window(hour, None), hour, "a notice without a token");
+        assert_eq!(retry_window(hour, Some(Duration::from_secs(900))), Duration::from_secs(900));
+        assert_eq!(retry_window(hour, Some(24 * hour)), hour, "an invitation that lives for days");
+        assert_eq!(retry_window(hour, Some(Duration::ZERO)), Duration::ZERO, "expired: no retry");
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_minute() {
+        let mut delay = Duration::from_millis(500);
+        let first = jittered(&mut delay);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_millis(750), "{first:?}");
+        for _ in 0..20 {
+            jittered(&mut delay);
+        }
+        assert_eq!(delay, Duration::from_secs(60));
+        assert!(jittered(&mut delay) <= Duration::from_secs(90));
+    }
 }

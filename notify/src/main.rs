@@ -255,6 +255,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lanes =
         [tokio::spawn(Arc::clone(&delivery).lane(mail_jobs)), tokio::spawn(Arc::clone(&delivery).lane(text_jobs))];
     let followed = notifier.follow(&delivery, [mail_lane, text_lane], &health, &shutdown).await;
+    if followed.is_err() {
+        // Failing: the queued messages stay pending for the next run.
+        shutdown.cancel();
+    }
     // The lanes end after their queues (--once) or the message in hand (shutdown).
     for lane in lanes {
         let _ = lane.await;

@@ -843,6 +843,7 @@ async fn a_webhook_that_trickles_or_floods_its_answer_holds_up_neither_texts_nor
         })
         .await;
         let peak = peak_rss_mib(child.id());
+        eprintln!("{how:?}: the notifier's peak RSS {peak} MiB");
         let (code, log) = stop(child).await;
         assert_eq!(code, 0, "{how:?}\n{log}");
         assert!(peak < 150, "{how:?}: peak RSS {peak} MiB");
