@@ -253,6 +253,7 @@ fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[tokio::test]
