@@ -234,9 +234,9 @@ impl Delivery {
                 _ = clock::pause_until(resume) => {}
                 // Left pending: the next run retries it.
                 _ = self.stop.cancelled() => {
-                        self.claim(job.sequence);
-                        return;
-                    }
+                    self.claim(job.sequence);
+                    return;
+                }
             }
             let outcome = match self.senders.attempt(&job).await {
                 Ok(()) => Outcome::Sent,

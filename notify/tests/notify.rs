@@ -940,3 +940,34 @@ async fn a_silent_or_endless_metrics_client_is_cut_off() {
     let (code, log) = stop(child).await;
     assert_eq!(code, 0, "{log}");
 }
+
+/// While the text lane is stuck on a gateway that never finishes its answer (a long
+/// `--sms-webhook-timeout`), mail still goes out: the lanes do not wait on each other.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_goes_out_while_the_text_lane_is_stuck() {
+    let server = server().await;
+    let smtp = Smtp::start();
+    let (hook, seen) = hostile_webhook(Hostile::Trickle).await;
+    let dir = TempDir::new().unwrap();
+    let (smtp_url, hook_url) = (format!("smtp://127.0.0.1:{}", smtp.port), format!("http://{hook}/send"));
+    let args = ["--smtp-url", &smtp_url, "--sms-webhook-url", &hook_url, "--sms-webhook-timeout", "10m"];
+    let mut child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+    server
+        .create(CreateAccountRequest {
+            email: "alan@example.com".into(),
+            password: Some(STRONG.into()),
+            phone: "+447911123456".into(),
+            ..Default::default()
+        })
+        .await;
+    server.request(RequestTokenRequest { phone: "+447911123456".into(), ..Default::default() }).await;
+    server.request(RequestTokenRequest { phone: "+447911123456".into(), ..Default::default() }).await;
+    reset_for(&server, "grace@example.com").await;
+    let messages = smtp.wait_for(1).await;
+    assert_eq!(messages[0]["rcpt"][0], "grace@example.com");
+    eventually("the gateway has the first text", || async { (!seen.lock().unwrap().is_empty()).then_some(()) }).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "the first text is still being answered, the second waits");
+    // SIGTERM would wait for the text in hand (up to its 10 minutes).
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
