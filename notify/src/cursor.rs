@@ -271,6 +271,23 @@ mod tests {
         Ok(())
     }
 
+    /// The PostgreSQL row keeps the pending list too (the database of the notifier's
+    /// replica test, `PWRESET_NOTIFY_TEST_PG`).
+    #[tokio::test]
+    async fn a_postgres_cursor_keeps_the_pending_messages() -> anyhow::Result<()> {
+        let url = std::env::var("PWRESET_NOTIFY_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("unit-{}", std::process::id());
+        let cursor = Cursor::postgres(&url, &name, Duration::from_millis(100)).await?;
+        assert_eq!(cursor.load().await?, None);
+        let position = Position { through: 90, pending: [12, 88].into() };
+        cursor.store(&position).await?;
+        assert_eq!(cursor.load().await?, Some(position));
+        cursor.store(&Position { through: 91, pending: BTreeSet::new() }).await?;
+        assert_eq!(cursor.load().await?, Some(Position { through: 91, pending: BTreeSet::new() }));
+        Ok(())
+    }
+
     /// The property the cursor exists for: whatever moment it is stored at, a restart
     /// from it handles every message not finished, and none that was.
     #[test]
