@@ -271,7 +271,7 @@ impl CodeCheck {
                 let spent: Vec<Uuid> =
                     reserved.iter().filter(|a| a.count >= self.max_attempts).map(|a| a.token_id).collect();
                 if !spent.is_empty() {
-                    self.revoke(subject, &spent).await?;
+                    self.revoke(subject, &spent).await;
                 }
             }
             // The right token, or nothing evaluated (the look-up failed): not a failure.
@@ -284,17 +284,20 @@ impl CodeCheck {
         found
     }
 
-    /// Revokes the codes whose last attempt just failed (they are dead already: no
-    /// attempt past the cap is granted; this ends them for good, with their sealed
-    /// copies and other replicas' caches).
-    async fn revoke(&self, account: AccountId, codes: &[Uuid]) -> Result<()> {
+    /// Revokes the codes whose last attempt just failed. They are dead already (no
+    /// attempt past the cap is granted), so a failure here changes no answer; this
+    /// ends them for good, with their sealed copies and other replicas' caches.
+    async fn revoke(&self, account: AccountId, codes: &[Uuid]) {
         let max = self.max_attempts;
-        if self.core.store.revoke_codes(account, codes, self.core.clock.now()).await? {
-            self.core.cache.forget(account, None);
-            metrics::counter!("pwreset_codes_revoked_total").increment(1);
-            tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
+        match self.core.store.revoke_codes(account, codes, self.core.clock.now()).await {
+            Ok(true) => {
+                self.core.cache.forget(account, None);
+                metrics::counter!("pwreset_codes_revoked_total").increment(1);
+                tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, account_id = %account, "a spent short code stays unrevoked"),
         }
-        Ok(())
     }
 }
 

@@ -14,7 +14,8 @@ use crate::abuse::{release_the_writer, stall_the_writer};
 use crate::helpers::*;
 
 const PHONE: &str = "+447911123456";
-const UNKNOWN_PHONE: &str = "+16502530000";
+/// Of the same country and kind as `PHONE`: parsing a number costs what its metadata does.
+const UNKNOWN_PHONE: &str = "+447911123457";
 
 async fn ada(app: &TestApp) -> pwreset::proto::Account {
     app.accounts()
@@ -95,6 +96,66 @@ async fn guesses_cut_off_by_their_deadline_still_count_and_the_code_is_revoked()
     assert!(app.verify("ada@example.com", STRONG).await, "the password is unchanged");
 }
 
+/// Nineteen wrong codes and the right one at once, while the lock the failure count
+/// needed is held. Before, every guess was looked up at once and only their counts
+/// waited: the right code answered OK and five of the wrong ones were counted after it
+/// (evaluated: twenty guesses against a cap of five). Now at most five are evaluated:
+/// the right code works only if it was among them, and then the code is not revoked.
+#[tokio::test]
+async fn of_racing_guesses_at_most_the_cap_are_evaluated() {
+    let app = TestApp::spawn().await;
+    let account = ada(&app).await;
+    let real = sms_code(&app).await;
+    let stalled = stall_the_writer(&app).await;
+    let guesses: Vec<_> = wrong_codes(&real, 19)
+        .into_iter()
+        .chain([real.clone()])
+        .map(|guess| {
+            let mut client = app.reset();
+            tokio::spawn(async move { code(client.validate_token(validate(&guess, PHONE)).await) })
+        })
+        .collect();
+    // Time for every guess to reach the server (a bound, not a condition: with the fix
+    // some are still waiting for the lock when it ends).
+    let _ = tokio::time::timeout(Duration::from_millis(300), std::future::pending::<()>()).await;
+    release_the_writer(stalled).await;
+    let mut answers = Vec::new();
+    for guess in guesses {
+        answers.push(guess.await.unwrap());
+    }
+    let right = *answers.last().unwrap();
+    assert!(answers[..19].iter().all(|a| *a == Code::NotFound), "{answers:?}");
+    let state = failed_attempts(&app, &account.account_id).await;
+    match right {
+        Code::Ok => {
+            assert!(matches!(state[..], [(n, false)] if n < 5), "the right code among the first five: {state:?}")
+        }
+        Code::NotFound => assert_eq!(state, [(5, true)], "five wrong codes first"),
+        other => panic!("the right code answered {other:?}"),
+    }
+}
+
+/// No check of a token with a login is answered sooner than the answer floor after it
+/// arrived, whatever the login (a lower bound: when the server answers is the guarantee).
+#[tokio::test]
+async fn no_check_with_a_login_comes_before_the_floor() {
+    const FLOOR: Duration = Duration::from_millis(40);
+    let app = TestApp::spawn_with(|mut c| {
+        c.limits.reset_answer_floor = FLOOR;
+        c
+    })
+    .await;
+    ada(&app).await;
+    for login in ["ada@example.com", "nobody@example.com", PHONE, UNKNOWN_PHONE] {
+        let sent = monotonic();
+        assert_eq!(code(app.reset().validate_token(validate("123456", login)).await), Code::NotFound);
+        assert!(sent.elapsed() >= FLOOR, "ValidateToken {login} answered after {:?}", sent.elapsed());
+        let sent = monotonic();
+        assert_eq!(code(app.reset().confirm(confirm("123456", login)).await), Code::NotFound);
+        assert!(sent.elapsed() >= FLOOR, "Confirm {login} answered after {:?}", sent.elapsed());
+    }
+}
+
 /// The right code is found on the last attempt the cap allows, and checking it (a form
 /// that validates before it submits) uses no attempt: only failures count.
 #[tokio::test]
@@ -146,11 +207,12 @@ where
     (ta[samples / 2], tb[samples / 2])
 }
 
-/// Medians within a tenth of the larger one, plus 0.1 ms of slack for a busy machine
-/// (before: known e-mail 1.18 ms vs unknown 0.71 ms in a release build).
+/// Medians within 15 % of the larger one (and 50 µs), room for a busy machine: before,
+/// the known login took 27 % longer on SQLite and 55 % on PostgreSQL (a debug build;
+/// release: known e-mail 1.18 ms vs unknown 0.71 ms).
 fn alike(known: Duration, unknown: Duration) -> bool {
     let (low, high) = if known < unknown { (known, unknown) } else { (unknown, known) };
-    high - low <= high / 10 + Duration::from_micros(100)
+    high - low <= high * 15 / 100 + Duration::from_micros(50)
 }
 
 /// `ValidateToken` and `Confirm` with a junk code and a login take as long for every
