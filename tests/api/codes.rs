@@ -135,6 +135,44 @@ async fn of_racing_guesses_at_most_the_cap_are_evaluated() {
     }
 }
 
+/// Checks with a login run to their end whatever becomes of their calls, so the work
+/// a caller can leave behind is bounded like reset requests: with one in flight (held
+/// up by a lock on the code) and none allowed beyond it, the next is refused after
+/// `--reset-queue-wait`, for an unknown login alike.
+#[tokio::test]
+async fn checks_left_behind_by_their_callers_are_bounded() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = TestApp::spawn_with(|mut c| {
+        c.limits.max_pending_resets = 1;
+        c.limits.reset_queue_wait = Duration::from_millis(50);
+        c
+    })
+    .await;
+    let account = ada(&app).await;
+    let real = sms_code(&app).await;
+    // Holds up the attempt count on the code's row: SQLite's write lock, or on
+    // PostgreSQL the row itself.
+    let db = sea_orm::Database::connect(app.db.url()).await.unwrap();
+    let held = db.begin().await.unwrap();
+    let lock = if app_is_postgres() { "SELECT id FROM reset_tokens FOR UPDATE" } else { "DELETE FROM verify_failures" };
+    held.execute_unprepared(lock).await.unwrap();
+    let wrong = wrong_codes(&real, 1).remove(0);
+    let mut request = Request::new(validate(&wrong, PHONE));
+    request.set_timeout(Duration::from_millis(100));
+    assert_ne!(code(app.reset().validate_token(request).await), Code::Ok);
+    for login in [PHONE, "nobody@example.com"] {
+        let status = app.reset().validate_token(validate(&real, login)).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{login}: {status:?}");
+    }
+    held.rollback().await.unwrap();
+    db.close().await.ok();
+    eventually("the check left behind counted and gave its place back", || async {
+        failed_attempts(&app, &account.account_id).await == [(1, false)]
+            && app.reset().validate_token(validate(&real, PHONE)).await.is_ok()
+    })
+    .await;
+}
+
 /// No check of a token with a login is answered sooner than the answer floor after it
 /// arrived, whatever the login (a lower bound: when the server answers is the guarantee).
 #[tokio::test]
