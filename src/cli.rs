@@ -243,7 +243,8 @@ pub struct Settings {
     pub verify_lockout: std::time::Duration,
 
     /// Reset requests in flight (including token work after the reply) before new ones
-    /// get RESOURCE_EXHAUSTED.
+    /// get RESOURCE_EXHAUSTED; as many ValidateToken/Confirm checks with a login (each
+    /// runs to its end, whatever becomes of its call).
     #[arg(long, env = "PWRESET_MAX_PENDING_RESETS", default_value_t = 1024, global = true)]
     pub max_pending_resets: usize,
 
@@ -252,9 +253,9 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_RESET_QUEUE_WAIT", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
     pub reset_queue_wait: std::time::Duration,
 
-    /// No RequestToken is answered sooner than this after it arrived, so a lone request
-    /// for a known address (a token written) and one for an unknown address take as
-    /// long (0: off; at most 100ms).
+    /// No RequestToken, and no ValidateToken/Confirm with a login, is answered sooner
+    /// than this after it arrived, so a known login (a token written, an attempt
+    /// counted) and an unknown one take as long (0: off; at most 100ms).
     #[arg(long, env = "PWRESET_RESET_ANSWER_FLOOR", default_value = "3ms", value_parser = humantime::parse_duration, global = true)]
     pub reset_answer_floor: std::time::Duration,
 

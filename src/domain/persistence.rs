@@ -112,6 +112,14 @@ pub struct PurgeCounts {
     pub events: u64,
 }
 
+/// One attempt counted against a live short code ([`TokenStore::reserve_code_attempts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeAttempt {
+    pub token_id: Uuid,
+    /// The code's attempts with this one.
+    pub count: u32,
+}
+
 /// The answer to [`AttemptStore::reserve_attempt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -162,9 +170,16 @@ pub trait TokenStore: Send + Sync {
     /// live tokens of the same purpose, all or nothing. Checked inside the transaction:
     /// `AccountNotFound`, `AccountInactive`, and for a setup token `PasswordAlreadySet`.
     async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>>;
-    /// Counts one failed attempt against the account's live short codes, atomically;
-    /// those reaching `max` are revoked (with their sealed copies). Whether any was.
-    async fn count_code_failure(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<bool>;
+    /// Counts one attempt against each of the account's live short codes that has had
+    /// fewer than `max`, in one atomic statement, *before* the attempt is evaluated:
+    /// those codes, with their counts. A code not returned may not be evaluated.
+    async fn reserve_code_attempts(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<Vec<CodeAttempt>>;
+    /// Gives back attempts that were not failures (the right token was presented, or
+    /// nothing was evaluated).
+    async fn release_code_attempts(&self, codes: &[Uuid]) -> Result<()>;
+    /// Revokes these short codes of the account, if still live, and destroys their
+    /// sealed copies. Whether any was.
+    async fn revoke_codes(&self, id: AccountId, codes: &[Uuid], now: DateTime<Utc>) -> Result<bool>;
     /// Revokes the account's live tokens of `purpose` (of every purpose with `None`) and
     /// destroys their sealed copies; how many. `None`: no such account.
     async fn revoke_tokens(

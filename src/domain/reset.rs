@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tracing::{Span, info};
+use tracing::{Instrument, Span, info};
+use uuid::Uuid;
 
 use super::clock;
 use super::error::{Error, Result};
@@ -35,11 +36,17 @@ pub struct ResetService {
     writer: mpsc::Sender<Job>,
     /// Bounds the reset requests in flight.
     pending: Arc<Semaphore>,
+    /// Bounds the checks of tokens presented with a login in flight (each runs to its
+    /// end on a task of its own, whatever becomes of its call), as many as `pending`.
+    checks: Arc<Semaphore>,
     max_pending: u32,
     /// How long a request waits for a permit before it is refused.
     queue_wait: Duration,
     /// Failed attempts before an account's live short codes are revoked.
     max_code_attempts: u32,
+    /// No token presented with a login is answered sooner than this after the call
+    /// began (the same floor as reset requests').
+    answer_floor: Duration,
 }
 
 /// The settings the reset flow owns.
@@ -84,9 +91,11 @@ impl ResetService {
             event_retention,
             writer,
             pending: Arc::new(Semaphore::new(max_pending)),
+            checks: Arc::new(Semaphore::new(max_pending)),
             max_pending: u32::try_from(max_pending).unwrap_or(u32::MAX),
             queue_wait: rates.reset_queue_wait,
             max_code_attempts,
+            answer_floor: rates.reset_answer_floor,
         }
     }
 
@@ -105,7 +114,7 @@ impl ResetService {
             self.limits.check_sms()?;
         }
         // Taken for every address, so a full queue answers the same for all of them.
-        let permit = self.permit().await?;
+        let permit = wait_for_permit(&self.pending, self.queue_wait).await?;
         let (done, committed) = oneshot::channel();
         let job = Job { login, locale, client: client.clone(), permit, span: Span::current(), done, received };
         // Never full: the permit bounds the jobs in flight below the queue's capacity.
@@ -113,22 +122,11 @@ impl ResetService {
         committed.await.map_err(|_| Error::Unavailable(anyhow::anyhow!("the token writer stopped")))?
     }
 
-    /// Room for one more request in flight, waiting up to `queue_wait` for it: a burst
-    /// that outruns the writer is slowed down to its pace (callers wait rather than
-    /// spin on refusals); beyond that it is refused.
-    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.pending).try_acquire_owned() {
-            return Ok(permit);
-        }
-        match tokio::time::timeout(self.queue_wait, Arc::clone(&self.pending).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(Error::ResetBusy),
-        }
-    }
-
-    /// Waits until the token work of requests in flight is written (at shutdown).
+    /// Waits until the token work of requests in flight is written and the code checks
+    /// in flight are done (at shutdown).
     pub async fn drain(&self) {
         let _ = self.pending.acquire_many(self.max_pending).await;
+        let _ = self.checks.acquire_many(self.max_pending).await;
     }
 
     /// A live token's record (its expiry and purpose). A short code needs its `login`.
@@ -194,86 +192,39 @@ impl ResetService {
         Ok(())
     }
 
-    /// Finds a live token, in this replica's cache or else in the database; any other
-    /// state is the same `TokenNotFound`, with the reason only in the span. An expired
-    /// token presented is deleted.
+    /// Finds a live token; any other state is the same `TokenNotFound`, with the reason
+    /// only in the span.
     ///
-    /// With a `login`, the token must be that account's, and a short code (digested with
-    /// its account) can be found at all; a failed attempt then counts against the
-    /// account's live short codes, which are revoked after `max_code_attempts`.
+    /// Without a login only long tokens can be found. With a `login`, the token must be
+    /// that account's, and a short code (digested with its account) can be found too:
+    /// that check is a [`CodeCheck`], run on a task of its own so that a dropped call
+    /// (a client deadline, a cancellation) cannot stop it between counting the attempt
+    /// and looking the code up, and answered no sooner than the answer floor after the
+    /// call began, whether or not the login names an account.
     async fn live_token(&self, token: &RawToken, login: Option<&Login>) -> Result<TokenRecord> {
-        let account = match login {
-            Some(login) => self.core.store.account_by_login(login).await?.map(|r| r.account.id),
-            None => None,
+        let Some(login) = login else { return find_live(&self.core, token, None).await };
+        let began = clock::monotonic();
+        // Waiting for room is cancellable: nothing is counted or looked up yet.
+        let permit = wait_for_permit(&self.checks, self.queue_wait).await?;
+        let check = CodeCheck {
+            core: self.core.clone(),
+            max_attempts: self.max_code_attempts,
+            token: token.clone(),
+            login: login.clone(),
         };
-        let found = self.find_live(token, login.is_some(), account).await;
-        if matches!(found, Err(Error::TokenNotFound))
-            && let Some(account) = account
-        {
-            self.count_failed_code_attempt(account).await?;
-        }
-        found
-    }
-
-    async fn find_live(&self, token: &RawToken, with_login: bool, account: Option<AccountId>) -> Result<TokenRecord> {
-        let digester = &self.core.digester;
-        let plain = digester.digest(token);
-        let bound = account.map(|id| digester.digest_bound(id, token));
-        // The token must belong to the account the login names, when one is given.
-        let belongs = |record: &TokenRecord| !with_login || Some(record.account_id) == account;
-        for digest in std::iter::once(&plain).chain(bound.as_ref()) {
-            if let Some(record) = self.core.cache.get(digest) {
-                metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
-                if !belongs(&record) {
-                    Span::current().record("token_state", "other_login");
-                    return Err(Error::TokenNotFound);
-                }
-                return Ok(record);
+        let span = Span::current();
+        let checked = tokio::spawn(
+            async move {
+                let outcome = check.run().await;
+                drop(permit);
+                outcome
             }
-        }
-        metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
-        let epoch = self.core.cache.epoch();
-        let mut candidates = digester.candidates(plain.clone(), token);
-        if let Some(id) = account {
-            candidates.extend(digester.candidates_bound(id, token));
-        }
-        let Some(record) = self.core.store.token_by_digests(&candidates).await? else {
-            Span::current().record("token_state", "unknown");
-            return Err(Error::TokenNotFound);
-        };
-        if !belongs(&record) {
-            Span::current().record("token_state", "other_login");
-            return Err(Error::TokenNotFound);
-        }
-        match record.refusal(self.core.clock.now()) {
-            None => {
-                let key = match (&bound, record.bound) {
-                    (Some(bound), true) => bound,
-                    _ => &plain,
-                };
-                self.core.cache.insert_read(epoch, key, &record);
-                Ok(record)
-            }
-            Some(reason) => {
-                Span::current().record("token_state", reason);
-                if reason == "expired" {
-                    self.core.store.discard_token(record.id).await?;
-                }
-                Err(Error::TokenNotFound)
-            }
-        }
-    }
-
-    /// Counts a failed attempt against the account's live short codes, revoking them
-    /// at the cap (in the database: the count holds across replicas).
-    async fn count_failed_code_attempt(&self, account: AccountId) -> Result<()> {
-        let max = self.max_code_attempts;
-        if self.core.store.count_code_failure(account, max, self.core.clock.now()).await? {
-            self.core.cache.forget(account, None);
-            metrics::counter!("pwreset_codes_revoked_total").increment(1);
-            tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
-        }
-        Ok(())
+            .instrument(span),
+        );
+        let outcome =
+            checked.await.unwrap_or_else(|_| Err(Error::Unavailable(anyhow::anyhow!("a code check stopped"))));
+        clock::pause_until_precisely(began + self.answer_floor).await;
+        outcome
     }
 
     /// This replica's token cache (dropped from by other replicas' notifications).
@@ -286,5 +237,147 @@ impl ResetService {
     pub async fn purge(&self) -> Result<PurgeCounts> {
         self.core.store.trim_password_histories(self.passwords.history.saturating_sub(1)).await?;
         self.core.store.purge(self.core.clock.now()).await
+    }
+}
+
+/// An account id no token has: a login that names no account is checked against it, so
+/// that it runs the same statements as one that does (the time taken must not tell
+/// which logins exist).
+const NO_ACCOUNT: Uuid = Uuid::nil();
+
+/// A token presented with a login: counted against the account's live short codes
+/// *before* it is looked up, so that a guess that was looked up is a guess that counted
+/// (however the call ends), and of N racing guesses at most `max_attempts` are ever
+/// evaluated against one code. The right token gives its attempt back; the failure that
+/// used a code's last attempt revokes it.
+struct CodeCheck {
+    core: Core,
+    max_attempts: u32,
+    token: RawToken,
+    login: Login,
+}
+
+impl CodeCheck {
+    async fn run(self) -> Result<TokenRecord> {
+        let store = &self.core.store;
+        let account = store.account_by_login(&self.login).await?.map(|r| r.account.id);
+        let subject = account.unwrap_or(AccountId::from_uuid(NO_ACCOUNT));
+        let reserved = store.reserve_code_attempts(subject, self.max_attempts, self.core.clock.now()).await?;
+        let ids: Vec<Uuid> = reserved.iter().map(|a| a.token_id).collect();
+        let owner = Owner { account, subject, reserved: &ids };
+        let found = find_live(&self.core, &self.token, Some(owner)).await;
+        match &found {
+            Err(Error::TokenNotFound) => {
+                let spent: Vec<Uuid> =
+                    reserved.iter().filter(|a| a.count >= self.max_attempts).map(|a| a.token_id).collect();
+                if !spent.is_empty() {
+                    self.revoke(subject, &spent).await;
+                }
+            }
+            // The right token, or nothing evaluated (the look-up failed): not a failure.
+            Ok(_) | Err(_) => {
+                if let Err(e) = store.release_code_attempts(&ids).await {
+                    tracing::warn!(error = %e, "an attempt that was not a failure stays counted");
+                }
+            }
+        }
+        found
+    }
+
+    /// Revokes the codes whose last attempt just failed. They are dead already (no
+    /// attempt past the cap is granted), so a failure here changes no answer; this
+    /// ends them for good, with their sealed copies and other replicas' caches.
+    async fn revoke(&self, account: AccountId, codes: &[Uuid]) {
+        let max = self.max_attempts;
+        match self.core.store.revoke_codes(account, codes, self.core.clock.now()).await {
+            Ok(true) => {
+                self.core.cache.forget(account, None);
+                metrics::counter!("pwreset_codes_revoked_total").increment(1);
+                tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, account_id = %account, "a spent short code stays unrevoked"),
+        }
+    }
+}
+
+/// Whose token a look-up with a login may find.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    /// The account the login names, if any: the token must be its.
+    account: Option<AccountId>,
+    /// The account short codes are digested with (a placeholder when there is none).
+    subject: AccountId,
+    /// The short codes an attempt was counted against: no other may be found.
+    reserved: &'a [Uuid],
+}
+
+/// Finds a live token, in this replica's cache or else in the database; any other state
+/// is the same `TokenNotFound`, with the reason only in the span. An expired token
+/// presented is deleted.
+async fn find_live(core: &Core, token: &RawToken, owner: Option<Owner<'_>>) -> Result<TokenRecord> {
+    let digester = &core.digester;
+    let plain = digester.digest(token);
+    let bound = owner.map(|o| digester.digest_bound(o.subject, token));
+    // The token must belong to the account the login names, when one is given, and a
+    // short code is found only under an attempt counted against it.
+    let refusal = |record: &TokenRecord| match owner {
+        Some(o) if o.account != Some(record.account_id) => Some("other_login"),
+        _ if record.bound && !owner.is_some_and(|o| o.reserved.contains(&record.id)) => Some("no_attempt_left"),
+        _ => None,
+    };
+    for digest in std::iter::once(&plain).chain(bound.as_ref()) {
+        if let Some(record) = core.cache.get(digest) {
+            metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
+            if let Some(reason) = refusal(&record) {
+                Span::current().record("token_state", reason);
+                return Err(Error::TokenNotFound);
+            }
+            return Ok(record);
+        }
+    }
+    metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
+    let epoch = core.cache.epoch();
+    let mut candidates = digester.candidates(plain.clone(), token);
+    if let Some(o) = owner {
+        candidates.extend(digester.candidates_bound(o.subject, token));
+    }
+    let Some(record) = core.store.token_by_digests(&candidates).await? else {
+        Span::current().record("token_state", "unknown");
+        return Err(Error::TokenNotFound);
+    };
+    if let Some(reason) = refusal(&record) {
+        Span::current().record("token_state", reason);
+        return Err(Error::TokenNotFound);
+    }
+    match record.refusal(core.clock.now()) {
+        None => {
+            let key = match (&bound, record.bound) {
+                (Some(bound), true) => bound,
+                _ => &plain,
+            };
+            core.cache.insert_read(epoch, key, &record);
+            Ok(record)
+        }
+        Some(reason) => {
+            Span::current().record("token_state", reason);
+            if reason == "expired" {
+                core.store.discard_token(record.id).await?;
+            }
+            Err(Error::TokenNotFound)
+        }
+    }
+}
+
+/// Room for one more among `slots`, waiting up to `wait` for it: a burst is slowed
+/// down to the pace of the work (callers wait rather than spin on refusals); beyond
+/// that it is refused.
+async fn wait_for_permit(slots: &Arc<Semaphore>, wait: Duration) -> Result<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(Error::ResetBusy),
     }
 }

@@ -3,8 +3,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, TransactionTrait, Value};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, QueryTrait, RelationTrait,
+    TransactionTrait,
+};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -14,7 +17,7 @@ use super::row::token_model;
 use super::write::{Revoke, destroy_copies, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::persistence::{Confirmation, Issue, TokenStore};
+use crate::domain::persistence::{CodeAttempt, Confirmation, Issue, TokenStore};
 use crate::domain::token::{TokenDigest, TokenPurpose, TokenRecord};
 use crate::domain::{AccountId, Error, Result};
 
@@ -132,45 +135,73 @@ impl TokenStore for Store {
         Ok(sequence)
     }
 
+    /// One statement on both databases, on the token rows alone (no outbox lock: it
+    /// waits for no other writer but those of the same rows). Racing attempts each add
+    /// one, and none is granted past `max`, however many arrive at once.
     #[instrument(skip_all, err, level = "debug")]
-    async fn count_code_failure(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<bool> {
+    async fn reserve_code_attempts(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<Vec<CodeAttempt>> {
         let at = millis(now);
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        outbox_lock(&txn).await?;
-        // One statement: racing failures each add one, and the one that reaches `max`
-        // revokes, however many arrive at once.
-        let reached = Expr::col(reset_tokens::Column::FailedAttempts).add(1).gte(i64::from(max));
-        reset_tokens::Entity::update_many()
+        let max = i32::try_from(max).unwrap_or(i32::MAX);
+        let mut reserve = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::FailedAttempts, Expr::col(reset_tokens::Column::FailedAttempts).add(1))
-            .col_expr(
-                reset_tokens::Column::RevokedAt,
-                Expr::case(reached, Expr::value(at)).finally(Expr::value(Value::BigInt(None))).into(),
-            )
             .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
             .filter(reset_tokens::Column::Bound.eq(true))
             .filter(reset_tokens::Column::UsedAt.is_null())
             .filter(reset_tokens::Column::RevokedAt.is_null())
             .filter(reset_tokens::Column::ExpiresAt.gt(at))
+            .filter(reset_tokens::Column::FailedAttempts.lt(max))
+            .into_query();
+        reserve.returning(Query::returning().columns([reset_tokens::Column::Id, reset_tokens::Column::FailedAttempts]));
+        let _turn = self.write_turn().await;
+        let rows = self.writer.query_all(&reserve).await.db()?;
+        rows.iter()
+            .map(|row| {
+                let token_id = row.try_get::<Uuid>("", "id").db()?;
+                let count = row.try_get::<i32>("", "failed_attempts").db()?;
+                Ok(CodeAttempt { token_id, count: u32::try_from(count).unwrap_or(0) })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn release_code_attempts(&self, codes: &[Uuid]) -> Result<()> {
+        if codes.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.write_turn().await;
+        reset_tokens::Entity::update_many()
+            .col_expr(reset_tokens::Column::FailedAttempts, Expr::col(reset_tokens::Column::FailedAttempts).sub(1))
+            .filter(reset_tokens::Column::Id.is_in(codes.iter().copied()))
+            .filter(reset_tokens::Column::FailedAttempts.gt(0))
+            .exec(&self.writer)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, err, level = "debug")]
+    async fn revoke_codes(&self, id: AccountId, codes: &[Uuid], now: DateTime<Utc>) -> Result<bool> {
+        let at = millis(now);
+        let _turn = self.write_turn().await;
+        let txn = self.writer.begin().await.db()?;
+        // The lock order (see `store`): outbox, then tokens, then events.
+        outbox_lock(&txn).await?;
+        let revoked = reset_tokens::Entity::update_many()
+            .col_expr(reset_tokens::Column::RevokedAt, Expr::value(at))
+            .filter(reset_tokens::Column::Id.is_in(codes.iter().copied()))
+            .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
+            .filter(reset_tokens::Column::UsedAt.is_null())
+            .filter(reset_tokens::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
-            .db()?;
-        let revoked = reset_tokens::Entity::find()
-            .select_only()
-            .column(reset_tokens::Column::Id)
-            .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
-            .filter(reset_tokens::Column::RevokedAt.eq(at))
-            .filter(reset_tokens::Column::Bound.eq(true))
-            .into_tuple::<Uuid>()
-            .all(&txn)
-            .await
-            .db()?;
-        if !revoked.is_empty() {
-            destroy_copies(&txn, &revoked).await?;
+            .db()?
+            .rows_affected;
+        if revoked > 0 {
+            destroy_copies(&txn, codes).await?;
             notify_revoked(&txn, id).await?;
         }
         txn.commit().await.db()?;
-        Ok(!revoked.is_empty())
+        Ok(revoked > 0)
     }
 
     #[instrument(skip_all, err, level = "debug")]

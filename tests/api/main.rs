@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod cache;
 mod chaos;
+mod codes;
 mod credentials;
 mod events;
 mod hardening;
