@@ -15,6 +15,7 @@ mod helpers;
 mod imported;
 mod lifecycle;
 mod logins;
+mod lookalikes;
 mod operate;
 mod proxy;
 mod reset;
