@@ -87,7 +87,7 @@ fn canonical(raw: &str) -> std::result::Result<String, String> {
     if domain.contains('@') {
         return Err(SHAPE.into());
     }
-    let local: String = local.nfc().collect::<String>().to_lowercase();
+    let local: String = local.to_lowercase().nfc().collect();
     if local.is_empty() || local.len() > MAX_LOCAL_BYTES {
         return Err(format!("must have a name of 1 to {MAX_LOCAL_BYTES} bytes before the @"));
     }
