@@ -30,9 +30,10 @@ pub fn set_username_key(rule: UsernameKey) {
 }
 
 fn username_key() -> Result<UsernameKey, DbErr> {
-    USERNAME_KEY.get().copied().ok_or_else(|| {
-        DbErr::Migration("the username rule was not handed in (migrate with `pwreset migrate`)".into())
-    })
+    USERNAME_KEY
+        .get()
+        .copied()
+        .ok_or_else(|| DbErr::Migration("the username rule was not handed in (migrate with `pwreset migrate`)".into()))
 }
 
 pub struct Migrator;

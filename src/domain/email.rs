@@ -283,7 +283,9 @@ mod tests {
     #[test]
     fn a_lookup_also_finds_addresses_stored_under_the_old_rule() {
         // Not an addr-spec, but it was accepted and stored before #21.
-        for (raw, stored) in [(" Odd..Name@Example.com ", "odd..name@example.com"), ("ada@exa_mple.com", "ada@exa_mple.com")] {
+        for (raw, stored) in
+            [(" Odd..Name@Example.com ", "odd..name@example.com"), ("ada@exa_mple.com", "ada@exa_mple.com")]
+        {
             assert_eq!(Email::parse_for_lookup(raw).ok().map(|e| e.0).as_deref(), Some(stored));
             assert!(Email::parse(raw).is_err());
         }

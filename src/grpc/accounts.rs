@@ -59,7 +59,8 @@ impl AccountServiceRpc for AccountGrpc {
     ) -> Result<Response<VerifyPasswordResponse>, Status> {
         let client = self.clients.of(&req);
         let VerifyPasswordRequest { email, password } = req.into_inner();
-        let valid = self.accounts.verify_password(Email::parse_for_lookup(&email)?, Password::new(password), &client).await?;
+        let valid =
+            self.accounts.verify_password(Email::parse_for_lookup(&email)?, Password::new(password), &client).await?;
         Ok(Response::new(VerifyPasswordResponse {
             valid: valid.is_some(),
             account_id: valid.map(|id| id.to_string()).unwrap_or_default(),

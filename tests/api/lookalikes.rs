@@ -53,21 +53,21 @@ async fn lookalike_usernames_are_one_login() {
     accounts.create_account(with_name("latin@example.com", "scope")).await.unwrap();
     accounts.create_account(with_name("admin@example.com", "admin_x7")).await.unwrap();
     for (email, lookalike) in [
-        ("a@example.com", "οδος42"),           // final sigma, lower case
-        ("b@example.com", "ѕсоре"),            // all Cyrillic: one script, same skeleton
-        ("c@example.com", "ADMIN_X7"),         // case
-        ("d@example.com", "ａｄｍｉｎ_ｘ７"),  // full width
-        ("e@example.com", "adrnin_x7"),        // rn for m
+        ("a@example.com", "οδος42"),          // final sigma, lower case
+        ("b@example.com", "ѕсоре"),           // all Cyrillic: one script, same skeleton
+        ("c@example.com", "ADMIN_X7"),        // case
+        ("d@example.com", "ａｄｍｉｎ_ｘ７"), // full width
+        ("e@example.com", "adrnin_x7"),       // rn for m
     ] {
         let status = accounts.create_account(with_name(email, lookalike)).await.unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "{lookalike}");
     }
     for (email, refused) in [
-        ("f@example.com", "аdmin_x7"),        // Cyrillic а among Latin
-        ("g@example.com", "ΟΔΟΣ42d2"),        // Greek with a Latin d (the pair)
+        ("f@example.com", "аdmin_x7"), // Cyrillic а among Latin
+        ("g@example.com", "ΟΔΟΣ42d2"), // Greek with a Latin d (the pair)
         ("h@example.com", "οδοσ42d2"),
-        ("i@example.com", "bob\u{3164}x"),    // HANGUL FILLER
-        ("j@example.com", "bob\u{200b}"),     // zero-width space
+        ("i@example.com", "bob\u{3164}x"), // HANGUL FILLER
+        ("j@example.com", "bob\u{200b}"),  // zero-width space
         ("k@example.com", "bob\u{3164}"),
     ] {
         let status = accounts.create_account(with_name(email, refused)).await.unwrap_err();
@@ -124,12 +124,12 @@ async fn the_import_skips_lookalikes_and_refuses_bad_names_and_addresses() {
         serde_json::json!({"email": email, "password_hash": hash, "username": username}).to_string()
     };
     let lines = [
-        line("x1@example.com", "ѕсоре"),                 // lookalike of an existing account: skipped
-        line("x2@example.com", "newcomer"),              // imported
-        line("x3@example.com", "NEWCOMER"),              // lookalike earlier in the file: skipped
-        line("x4@example.com", "аdmin"),                 // mixed scripts: refused
-        line("x5@example.com", "bob\u{3164}x"),          // invisible: refused
-        line("n0<victim@example.com>", "victim0"),       // not a bare address: refused
+        line("x1@example.com", "ѕсоре"),           // lookalike of an existing account: skipped
+        line("x2@example.com", "newcomer"),        // imported
+        line("x3@example.com", "NEWCOMER"),        // lookalike earlier in the file: skipped
+        line("x4@example.com", "аdmin"),           // mixed scripts: refused
+        line("x5@example.com", "bob\u{3164}x"),    // invisible: refused
+        line("n0<victim@example.com>", "victim0"), // not a bare address: refused
     ];
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.jsonl");
@@ -221,7 +221,8 @@ async fn an_address_with_a_display_name_is_refused_everywhere_and_reports_nothin
         let validate = ValidateTokenRequest { token: "x".repeat(43), login: attack.clone() };
         let status = app.reset().validate_token(validate).await.unwrap_err();
         assert_eq!((status.code(), bad_request_fields(&status)), (Code::InvalidArgument, vec!["login".into()]));
-        let confirm = ConfirmRequest { token: "x".repeat(43), new_password: OTHER_STRONG.into(), login: attack.clone() };
+        let confirm =
+            ConfirmRequest { token: "x".repeat(43), new_password: OTHER_STRONG.into(), login: attack.clone() };
         assert_eq!(code(app.reset().confirm(confirm).await), Code::InvalidArgument, "{attack}");
     }
     // Nothing was written for any of them: the first events after these are the marker's.
