@@ -5,11 +5,9 @@
 //!
 //! Two existing usernames may share a skeleton (`admin` and `аdmin` with a Cyrillic а
 //! were distinct accounts before), and a stored username may fail today's rule (PRECIS
-//! refuses it). Neither fails the deployment: the oldest account (by creation, then id)
+//! refuses it). Neither fails the deployment: the oldest account (by creation, then name)
 //! keeps the login, the others keep a NULL skeleton (no username login; their e-mail
 //! and phone still work) and each is logged with a warning.
-
-use std::collections::HashSet;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
@@ -20,6 +18,8 @@ use crate::username_key;
 pub struct Migration;
 
 const INDEX: &str = "idx_accounts_username_skeleton";
+/// Usernames read per query.
+const PAGE: u64 = 1000;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -27,48 +27,69 @@ impl MigrationTrait for Migration {
         let key_of = username_key()?;
         let column = ColumnDef::new(Accounts::UsernameSkeleton).text().null().to_owned();
         manager.alter_table(Table::alter().table(Accounts::Table).add_column(column).to_owned()).await?;
-        let db = manager.get_connection();
-        let select = Query::select()
-            .column(Accounts::Username)
-            .from(Accounts::Table)
-            .and_where(Expr::col(Accounts::Username).is_not_null())
-            .order_by(Accounts::CreatedAt, Order::Asc)
-            .order_by(Accounts::Id, Order::Asc)
-            .to_owned();
-        let mut taken = HashSet::new();
-        let (mut keyed, mut left) = (0u64, 0u64);
-        for row in db.query_all(&select).await? {
-            let username: String = row.try_get("", "username")?;
-            let key = match key_of(&username) {
-                Some(key) if taken.insert(key.clone()) => key,
-                Some(_) => {
-                    tracing::warn!(%username, "username looks like an older account's: it is no longer a login (the account's e-mail and phone still are)");
-                    left += 1;
-                    continue;
-                }
-                None => {
-                    tracing::warn!(%username, "username is refused by today's rule: it is no longer a login (the account's e-mail and phone still are)");
-                    left += 1;
-                    continue;
-                }
-            };
-            // `username` is unique (idx_accounts_username).
-            let update = Query::update()
-                .table(Accounts::Table)
-                .value(Accounts::UsernameSkeleton, key)
-                .and_where(Expr::col(Accounts::Username).eq(username))
-                .to_owned();
-            db.execute(&update).await?;
-            keyed += 1;
-        }
-        if keyed + left > 0 {
-            tracing::info!(keyed, left_without_login = left, "usernames given their confusable skeletons");
-        }
+        // The index first (every skeleton is NULL yet): it then answers "is this
+        // skeleton taken?" below, so memory stays flat however many accounts there are.
         manager
             .create_index(
                 Index::create().name(INDEX).table(Accounts::Table).col(Accounts::UsernameSkeleton).unique().to_owned(),
             )
-            .await
+            .await?;
+        let db = manager.get_connection();
+        let (mut keyed, mut left) = (0u64, 0u64);
+        // Oldest first, a page at a time (keyset on creation time, then the unique name).
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let mut page = Query::select()
+                .columns([Accounts::CreatedAt, Accounts::Username])
+                .from(Accounts::Table)
+                .and_where(Expr::col(Accounts::Username).is_not_null())
+                .order_by(Accounts::CreatedAt, Order::Asc)
+                .order_by(Accounts::Username, Order::Asc)
+                .limit(PAGE)
+                .to_owned();
+            if let Some((created, name)) = &after {
+                page.cond_where(
+                    Cond::any().add(Expr::col(Accounts::CreatedAt).gt(*created)).add(
+                        Cond::all()
+                            .add(Expr::col(Accounts::CreatedAt).eq(*created))
+                            .add(Expr::col(Accounts::Username).gt(name.clone())),
+                    ),
+                );
+            }
+            let rows = db.query_all(&page).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.try_get("", "created_at")?, last.try_get("", "username")?));
+            for row in rows {
+                let username: String = row.try_get("", "username")?;
+                let Some(key) = key_of(&username) else {
+                    tracing::warn!(%username, "username is refused by today's rule: it is no longer a login (the account's e-mail and phone still are)");
+                    left += 1;
+                    continue;
+                };
+                // Only if no older account holds the skeleton (`username` is unique).
+                let holder = Query::select()
+                    .expr(Expr::val(1))
+                    .from(Accounts::Table)
+                    .and_where(Expr::col(Accounts::UsernameSkeleton).eq(key.clone()))
+                    .to_owned();
+                let update = Query::update()
+                    .table(Accounts::Table)
+                    .value(Accounts::UsernameSkeleton, key)
+                    .and_where(Expr::col(Accounts::Username).eq(username.clone()))
+                    .and_where(Expr::exists(holder).not())
+                    .to_owned();
+                if db.execute(&update).await?.rows_affected() == 1 {
+                    keyed += 1;
+                } else {
+                    tracing::warn!(%username, "username looks like an older account's: it is no longer a login (the account's e-mail and phone still are)");
+                    left += 1;
+                }
+            }
+        }
+        if keyed + left > 0 {
+            tracing::info!(keyed, left_without_login = left, "usernames given their confusable skeletons");
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -81,7 +102,6 @@ impl MigrationTrait for Migration {
 #[derive(DeriveIden)]
 enum Accounts {
     Table,
-    Id,
     CreatedAt,
     Username,
     UsernameSkeleton,
