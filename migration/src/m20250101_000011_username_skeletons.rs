@@ -23,6 +23,12 @@ const PAGE: u64 = 1000;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on SQLite too: all usernames keyed or none (a run cut short starts
+    /// again cleanly), and one commit rather than one per username.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let key_of = username_key()?;
         let column = ColumnDef::new(Accounts::UsernameSkeleton).text().null().to_owned();

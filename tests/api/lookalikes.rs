@@ -10,7 +10,7 @@ use pwreset::proto::{
 };
 use pwreset::store::entity::accounts;
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::Code;
 
 use crate::helpers::*;
@@ -285,4 +285,37 @@ async fn an_address_stored_before_the_addr_spec_rule_can_still_sign_in_but_is_ne
     assert!(!app.verify("odd..name@example.com", OTHER_STRONG).await);
     assert_eq!(get_by_email(&app, "odd..name@example.com").await.unwrap().email, "odd..name@example.com");
     assert_eq!(code(app.request_token("odd..name@example.com").await), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn the_migration_keys_every_stored_username_page_by_page() {
+    let app = TestApp::spawn().await;
+    let conn = db(&app).await;
+    <migration::Migrator as migration::MigratorTrait>::down(&conn, Some(1)).await.unwrap();
+    // Three pages and a bit, with many accounts created in the same millisecond.
+    let n = 3_100u64;
+    let hash = crate::imported::fixtures().into_iter().find(|f| f.format == "argon2id").unwrap().password_hash;
+    for chunk in 0..(n / 100) {
+        let mut insert = Query::insert()
+            .into_table(Alias::new("accounts"))
+            .columns(["id", "email", "password_hash", "active", "created_at", "updated_at", "username"].map(Alias::new))
+            .to_owned();
+        for k in chunk * 100..(chunk + 1) * 100 {
+            let created = (k % 7) as i64;
+            insert.values_panic([
+                uuid::Uuid::new_v4().into(),
+                format!("u{k}@example.com").into(),
+                hash.clone().into(),
+                true.into(),
+                created.into(),
+                created.into(),
+                format!("user.{k}").into(),
+            ]);
+        }
+        conn.execute(&insert).await.unwrap();
+    }
+    let app = app.restart().await;
+    let keyed = accounts::Entity::find().filter(accounts::Column::UsernameSkeleton.is_not_null()).count(&conn).await;
+    assert_eq!(keyed.unwrap(), n);
+    assert_eq!(mailed_for(&app, "USER.3099").await, "u3099@example.com");
 }
