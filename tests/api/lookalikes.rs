@@ -104,13 +104,15 @@ async fn concurrent_lookalikes_create_one_account() {
     assert_eq!((created, exists), (1, spellings.len() - 1), "{results:?}");
 }
 
-/// Runs `pwreset import FILE` against the app's database; (exit code, output).
-fn run_import(app: &TestApp, file: &std::path::Path) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pwreset"))
+/// Runs `pwreset import FILE` against the app's database; (exit code, output). Off the
+/// test's runtime thread, so the server (on that thread) keeps serving meanwhile and
+/// never sits on a SQLite write lock while the import waits for it.
+async fn run_import(app: &TestApp, file: &std::path::Path) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pwreset"));
+    command
         .args(["import", file.to_str().unwrap(), "--no-migrate", "--database-url", app.db.url()])
-        .env_remove("PWRESET_DATABASE_URL")
-        .output()
-        .unwrap();
+        .env_remove("PWRESET_DATABASE_URL");
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code().unwrap_or(-1), text)
 }
@@ -134,7 +136,7 @@ async fn the_import_skips_lookalikes_and_refuses_bad_names_and_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.jsonl");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let (status, out) = run_import(&app, &file);
+    let (status, out) = run_import(&app, &file).await;
     assert_eq!(status, 2, "{out}");
     assert!(out.starts_with("imported 1, skipped 2 (e-mail, username or phone already present), refused 3"), "{out}");
     for refused in ["line 4: username", "line 5: username", "line 6: email"] {
