@@ -6,6 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pwreset::domain::email::Email;
+use pwreset::domain::login::Username;
 use pwreset::domain::password::{Password, PasswordPolicy};
 use pwreset::domain::seal::Sealer;
 use pwreset::domain::token::{TokenDigester, TokenGenerator};
@@ -39,5 +40,18 @@ fn sealing(c: &mut Criterion) {
     c.bench_function("seal/open", |b| b.iter(|| sealer.open(black_box(&sealed), b"row").unwrap()));
 }
 
-criterion_group!(benches, tokens, policy, sealing);
+fn logins(c: &mut Criterion) {
+    c.bench_function("login/email (ASCII)", |b| {
+        b.iter(|| Email::parse(black_box(" Ada.Lovelace@Example.com ")).unwrap())
+    });
+    c.bench_function("login/email (IDN)", |b| b.iter(|| Email::parse(black_box("jürgen@bücher.example")).unwrap()));
+    c.bench_function("login/username (ASCII, PRECIS + fold + skeleton)", |b| {
+        b.iter(|| Username::parse(black_box("Ada.Lovelace"), "username").unwrap())
+    });
+    c.bench_function("login/username (Greek, new: + script check)", |b| {
+        b.iter(|| Username::parse_new(black_box("ΟΔΟΣ42"), "username").unwrap())
+    });
+}
+
+criterion_group!(benches, tokens, policy, sealing, logins);
 criterion_main!(benches);

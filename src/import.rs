@@ -93,7 +93,7 @@ fn account(line: Line, limits: &ImportLimits, now: DateTime<Utc>) -> Result<NewA
     let hash = accept(&line.password_hash, limits, "password_hash").map_err(|e| e.to_string())?;
     let optional = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let username =
-        optional(line.username).map(|u| Username::parse(&u, "username")).transpose().map_err(|e| e.to_string())?;
+        optional(line.username).map(|u| Username::parse_new(&u, "username")).transpose().map_err(|e| e.to_string())?;
     let phone = optional(line.phone).map(|p| Phone::parse(&p, "phone")).transpose().map_err(|e| e.to_string())?;
     let created_at = match line.created_at.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         Some(text) => DateTime::parse_from_rfc3339(text)

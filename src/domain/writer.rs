@@ -140,7 +140,8 @@ impl TokenWriter {
         for r in records {
             let a = &r.account;
             by_login.insert(Login::Email(a.email.clone()), r);
-            if let Some(username) = &a.username {
+            // Found by its key; a username without one is no login.
+            if let Some(username) = a.username.as_ref().filter(|u| u.key().is_some()) {
                 by_login.insert(Login::Username(username.clone()), r);
             }
             if let Some(phone) = &a.phone {

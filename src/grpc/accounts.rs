@@ -35,7 +35,7 @@ impl AccountServiceRpc for AccountGrpc {
             req.into_inner();
         let logins = Logins {
             email: Email::parse(&email)?,
-            username: (!username.is_empty()).then(|| Username::parse(&username, "username")).transpose()?,
+            username: (!username.is_empty()).then(|| Username::parse_new(&username, "username")).transpose()?,
             phone: (!phone.is_empty()).then(|| Phone::parse(&phone, "phone")).transpose()?,
         };
         let locale = Locale::parse(locale)?;
@@ -59,7 +59,8 @@ impl AccountServiceRpc for AccountGrpc {
     ) -> Result<Response<VerifyPasswordResponse>, Status> {
         let client = self.clients.of(&req);
         let VerifyPasswordRequest { email, password } = req.into_inner();
-        let valid = self.accounts.verify_password(Email::parse(&email)?, Password::new(password), &client).await?;
+        let valid =
+            self.accounts.verify_password(Email::parse_for_lookup(&email)?, Password::new(password), &client).await?;
         Ok(Response::new(VerifyPasswordResponse {
             valid: valid.is_some(),
             account_id: valid.map(|id| id.to_string()).unwrap_or_default(),
@@ -111,7 +112,7 @@ impl AccountServiceRpc for AccountGrpc {
     async fn get_account(&self, req: Request<GetAccountRequest>) -> Result<Response<proto::Account>, Status> {
         let key = match req.into_inner().key {
             Some(get_account_request::Key::AccountId(id)) => AccountKey::Id(AccountId::parse(&id)?),
-            Some(get_account_request::Key::Email(email)) => AccountKey::Email(Email::parse(&email)?),
+            Some(get_account_request::Key::Email(email)) => AccountKey::Email(Email::parse_for_lookup(&email)?),
             None => return Err(Error::invalid("key", "set account_id or email").into()),
         };
         Ok(Response::new(self.accounts.get_account(key).await?.into()))

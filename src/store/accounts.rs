@@ -80,7 +80,11 @@ impl AccountStore for Store {
     async fn account_by_login(&self, login: &Login) -> Result<Option<AccountRecord>> {
         let filter = match login {
             Login::Email(e) => accounts::Column::Email.eq(e.as_str()),
-            Login::Username(u) => accounts::Column::Username.eq(u.as_str()),
+            // By key (confusable skeleton); a username without one is no login.
+            Login::Username(u) => match u.key() {
+                Some(key) => accounts::Column::UsernameSkeleton.eq(key),
+                None => return Ok(None),
+            },
             Login::Phone(p) => accounts::Column::Phone.eq(p.as_str()),
         };
         Ok(accounts::Entity::find().filter(filter).one(&self.db).await.db()?.map(to_record))
@@ -172,6 +176,7 @@ fn account_model(new: NewAccount) -> accounts::ActiveModel {
     accounts::ActiveModel {
         id: Set(new.id.uuid()),
         email: Set(new.email.as_str().to_owned()),
+        username_skeleton: Set(new.username.as_ref().and_then(|u| u.key()).map(str::to_owned)),
         username: Set(new.username.map(|u| u.as_str().to_owned())),
         phone: Set(new.phone.map(|p| p.as_str().to_owned())),
         password_changed_at: Set(new.password_hash.is_some().then_some(now)),
@@ -190,7 +195,7 @@ fn to_account(row: &accounts::Model) -> Account {
         has_usable_password: row.password_hash.is_some(),
         created_at: from_millis(row.created_at),
         password_changed_at: row.password_changed_at.map(from_millis),
-        username: row.username.clone().map(Username::from_trusted),
+        username: row.username.clone().map(|name| Username::from_trusted(name, row.username_skeleton.clone())),
         phone: row.phone.clone().map(Phone::from_trusted),
     }
 }
@@ -210,7 +215,7 @@ pub(super) async fn accounts_by_logins<C: ConnectionTrait>(db: &C, logins: &[&Lo
     for login in logins {
         match login {
             Login::Email(e) => emails.push(e.as_str()),
-            Login::Username(u) => usernames.push(u.as_str()),
+            Login::Username(u) => usernames.extend(u.key()),
             Login::Phone(p) => phones.push(p.as_str()),
         }
     }
@@ -218,7 +223,7 @@ pub(super) async fn accounts_by_logins<C: ConnectionTrait>(db: &C, logins: &[&Lo
         .filter(
             Condition::any()
                 .add(accounts::Column::Email.is_in(emails))
-                .add(accounts::Column::Username.is_in(usernames))
+                .add(accounts::Column::UsernameSkeleton.is_in(usernames))
                 .add(accounts::Column::Phone.is_in(phones)),
         )
         .all(db)

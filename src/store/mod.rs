@@ -140,6 +140,7 @@ impl Store {
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        migration::set_username_key(crate::domain::login::stored_username_key);
         Migrator::up(&self.db, None).await.context("applying migrations")
     }
 

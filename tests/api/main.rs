@@ -16,6 +16,7 @@ mod helpers;
 mod imported;
 mod lifecycle;
 mod logins;
+mod lookalikes;
 mod operate;
 mod proxy;
 mod reset;

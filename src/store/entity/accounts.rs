@@ -12,10 +12,14 @@ pub struct Model {
     pub created_at: i64,
     pub updated_at: i64,
     pub password_changed_at: Option<i64>,
-    /// NFKC, lower case; unique when set.
+    /// The normal form when it was stored (NFKC and lower case before #21, PRECIS and
+    /// case folded since); shown, not compared.
     pub username: Option<String>,
     /// E.164; unique when set.
     pub phone: Option<String>,
+    /// The username's UTS #39 confusable skeleton: how it is found, unique when set.
+    /// NULL for a username that is no login (see migration 11).
+    pub username_skeleton: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
