@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::limits::Rate;
-use crate::grpc::auth::CallerKey;
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset", version, about = "Password-reset identity sub-service (gRPC)")]
@@ -288,6 +287,7 @@ pub struct Settings {
     pub user_agent_header: String,
 
     /// Caller key for a role, ROLE=KEY (roles: reset, events, accounts); repeatable.
+    /// Read as a `Secret` and checked in `Config`: clap would print a refused value.
     #[arg(
         long = "caller-key",
         env = "PWRESET_CALLER_KEYS",
@@ -295,7 +295,7 @@ pub struct Settings {
         hide_env_values = true,
         global = true
     )]
-    pub caller_keys: Vec<CallerKey>,
+    pub caller_keys: Vec<Secret>,
 
     /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
     #[arg(long, env = "PWRESET_TLS_CERT", global = true, requires = "tls_key")]
