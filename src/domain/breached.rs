@@ -308,8 +308,7 @@ fn sorted_file(file: File, path: &Path, start: u64, skipped: u64) -> anyhow::Res
             path.display()
         )
     };
-    let unsorted =
-        || anyhow::anyhow!("{}: not sorted by hash (download the \"ordered by hash\" file)", path.display());
+    let unsorted = || anyhow::anyhow!("{}: not sorted by hash (download the \"ordered by hash\" file)", path.display());
     let hash_of = |line: &[u8]| line.get(..40).unwrap_or_default().to_ascii_uppercase();
 
     let (mut previous, mut checked, mut bytes, mut whole) = (Vec::new(), 0u64, 0u64, true);
@@ -383,14 +382,15 @@ fn plain_text(file: &File, path: &Path) -> anyhow::Result<(Extra, Loaded)> {
             continue;
         }
         if !started && looks_like_a_header(&line) {
-            bail!("{}: line {number} looks like the header of a list of hashes, but line {} is not a hash (formats must not be mixed)", path.display(), number + 1);
+            bail!(
+                "{}: line {number} looks like the header of a list of hashes, but line {} is not a hash (formats must not be mixed)",
+                path.display(),
+                number + 1
+            );
         }
         started = true;
         if is_hibp_line(&line) {
-            bail!(
-                "{}: line {number} is a SHA-1 hash in a plain-text list (formats must not be mixed)",
-                path.display()
-            );
+            bail!("{}: line {number} is a SHA-1 hash in a plain-text list (formats must not be mixed)", path.display());
         }
         match std::str::from_utf8(&line) {
             Ok(password) => digests.push(sha1(&password.nfc().collect::<String>())),
@@ -400,8 +400,12 @@ fn plain_text(file: &File, path: &Path) -> anyhow::Result<(Extra, Loaded)> {
     if digests.is_empty() {
         bail!("{} holds no passwords", path.display());
     }
-    let loaded =
-        Loaded { format: ListFormat::PlainText, entries: digests.len() as u64, approximate: false, skipped_lines: skipped };
+    let loaded = Loaded {
+        format: ListFormat::PlainText,
+        entries: digests.len() as u64,
+        approximate: false,
+        skipped_lines: skipped,
+    };
     Ok((Extra::InMemory(sorted(digests.into_iter())), loaded))
 }
 
