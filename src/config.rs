@@ -18,6 +18,7 @@ use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
 use crate::domain::password::MAX_PASSWORD_HISTORY;
 use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
+use crate::domain::textfile;
 use crate::domain::token::{TokenGenerator, TokenPolicy};
 use crate::grpc::auth::{CallerKey, Role};
 use crate::grpc::client::ClientIpSettings;
@@ -86,6 +87,9 @@ pub struct Config {
     pub events: EventSettings,
     pub server: ServerSettings,
 }
+
+/// Largest TLS certificate chain, key or CA file read.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// The fewest codes a short-code range may hold (`--token-min-number..--token-max-number`).
 pub const MIN_SHORT_CODES: u64 = 10_000;
@@ -264,7 +268,8 @@ impl TryFrom<&Settings> for Config {
             hasher.workers = workers;
         }
 
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        // PEM files of a few KiB: a device or directory named by mistake is refused.
+        let read = |p: &PathBuf| textfile::read_small(p, MAX_PEM_BYTES);
         let tls = match (&s.tls_cert, &s.tls_key) {
             (Some(cert), Some(key)) => Some(TlsSettings {
                 cert: read(cert)?,
@@ -425,7 +430,8 @@ fn random_key() -> anyhow::Result<ServerKey> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<ServerKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the key file {}", path.display()))?;
+    let bytes = textfile::read_small(path, 4096).with_context(|| format!("the key file {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("key file {}: not text", path.display()))?;
     ServerKey::parse(&text).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))
 }
 

@@ -318,6 +318,8 @@ fn sorted_file(file: File, path: &Path, start: u64, skipped: u64) -> anyhow::Res
             continue;
         }
         if checked == SPOT_CHECK as u64 {
+            // The bytes the checked lines take, up to where this one starts.
+            bytes = offset - start;
             whole = false;
             break;
         }
@@ -330,7 +332,6 @@ fn sorted_file(file: File, path: &Path, start: u64, skipped: u64) -> anyhow::Res
         }
         previous = hash;
         checked += 1;
-        bytes = offset + line.len() as u64 + 1 - start;
     }
     if checked == 0 {
         bail!("{}: no hashes after the header", path.display());
@@ -349,8 +350,8 @@ fn sorted_file(file: File, path: &Path, start: u64, skipped: u64) -> anyhow::Res
         {
             offset += partial.len() as u64 + 1;
         }
-        while let Some(line) = lines.next() {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        while let Some(raw) = lines.next() {
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
             // The file's final newline leaves an empty last piece.
             if line.is_empty() && lines.peek().is_none() {
                 break;
@@ -363,7 +364,7 @@ fn sorted_file(file: File, path: &Path, start: u64, skipped: u64) -> anyhow::Res
                 return Err(unsorted());
             }
             previous = hash;
-            offset += line.len() as u64 + 1;
+            offset += raw.len() as u64 + 1;
         }
         (len - start).saturating_mul(checked) / bytes.max(1)
     };
@@ -508,6 +509,26 @@ mod tests {
         assert!(!lists.contains("leaked 300")?);
         let loaded = Loaded { format: ListFormat::Sha1Sorted, entries: 300, approximate: false, skipped_lines: 3 };
         assert_eq!(lists.loaded(), Some(&loaded));
+        Ok(())
+    }
+
+    #[test]
+    fn sorted_files_of_every_size_and_line_ending_load() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        // Around the lines checked at the start, with the end read from a line boundary
+        // or from within a line.
+        for count in [1, 999, 1000, 1001, 1500, 2001, 5000] {
+            for ending in ["\n", "\r\n"] {
+                let path = dir.path().join(format!("{count}.txt"));
+                let lines = sorted_lines((0..count).map(|i| format!("leaked {i}")));
+                std::fs::write(&path, lines.join(ending) + ending)?;
+                let lists =
+                    BreachedPasswords::with_file(&path).map_err(|e| e.context(format!("{count} {ending:?}")))?;
+                for i in [0, count / 2, count - 1] {
+                    assert!(lists.contains(&format!("leaked {i}"))?, "{count}: leaked {i}");
+                }
+            }
+        }
         Ok(())
     }
 

@@ -35,6 +35,19 @@ pub fn open_regular(path: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
+/// The whole of a small regular file (a key, a certificate), refused past `cap` bytes.
+pub fn read_small(path: &Path, cap: u64) -> anyhow::Result<Vec<u8>> {
+    let mut contents = Vec::new();
+    open_regular(path)?
+        .take(cap + 1)
+        .read_to_end(&mut contents)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if contents.len() as u64 > cap {
+        bail!("{} is larger than {cap} bytes", path.display());
+    }
+    Ok(contents)
+}
+
 /// A reader that fails (`InvalidData`, naming the line) once a line grows past `cap`
 /// bytes, before a line reader above it has buffered more than that. The lines before
 /// are delivered first, so the error comes where the long line is read.
@@ -106,6 +119,9 @@ mod tests {
         let file = dir.path().join("file.txt");
         std::fs::write(&file, "a\n")?;
         assert!(open_regular(&file).is_ok());
+        assert_eq!(read_small(&file, 2)?, b"a\n");
+        assert!(read_small(&file, 1).is_err());
+        assert!(read_small(Path::new("/dev/zero"), 1 << 20).is_err());
         Ok(())
     }
 
