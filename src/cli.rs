@@ -156,7 +156,9 @@ pub struct Settings {
 
     /// A list of compromised passwords checked on every new password, added to the
     /// built-in 30,000 most common: Have I Been Pwned's download (SHA1-HEX:count, sorted
-    /// by hash; searched in place) or plain text, one password per line (held in memory).
+    /// by hash; searched in place; leading # comments and a header line are skipped) or
+    /// plain text, one password per line (held in memory). Mixed formats and a list
+    /// with no entries are refused at start-up; what was loaded is logged.
     #[arg(long, env = "PWRESET_BREACHED_PASSWORDS", global = true)]
     pub breached_passwords: Option<PathBuf>,
 
