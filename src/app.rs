@@ -104,7 +104,7 @@ impl App {
         if config.tokens.generator.is_numeric() {
             warn!(
                 bits = config.tokens.generator.search_space_bits(),
-                "numeric reset codes have a small search space; rate limits on ValidateToken and Confirm are what protect them"
+                "numeric reset codes have a small search space; each is bound to its login and revoked after --max-code-attempts failures"
             );
         }
         let db: Db = Arc::new(store.clone());
@@ -232,12 +232,14 @@ impl App {
             ResetGrpc { reset: Arc::clone(&self.reset), feed: self.feed.clone(), clients: self.clients.clone() };
         let accounts = AccountGrpc { accounts: Arc::clone(&self.accounts), clients: self.clients.clone() };
         let (builder, keys) = transport(&self.server)?;
+        // The message-size limit on every service of the port, the unauthenticated
+        // health and reflection included (tonic's own default is 4 MiB).
         let server = builder
             .layer(ObserveLayer)
             .layer(AuthLayer::new(keys))
-            .add_service(health.service.clone())
-            .add_service(v1)
-            .add_service(v1alpha)
+            .add_service(health.service.clone().max_decoding_message_size(max))
+            .add_service(v1.max_decoding_message_size(max))
+            .add_service(v1alpha.max_decoding_message_size(max))
             .add_service(PasswordResetServiceServer::new(reset).max_decoding_message_size(max))
             .add_service(AccountServiceServer::new(accounts).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(incoming(listener), async {

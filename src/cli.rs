@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::limits::Rate;
-use crate::grpc::auth::CallerKey;
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset", version, about = "Password-reset identity sub-service (gRPC)")]
@@ -157,7 +156,9 @@ pub struct Settings {
 
     /// A list of compromised passwords checked on every new password, added to the
     /// built-in 30,000 most common: Have I Been Pwned's download (SHA1-HEX:count, sorted
-    /// by hash; searched in place) or plain text, one password per line (held in memory).
+    /// by hash; searched in place; leading # comments and a header line are skipped) or
+    /// plain text, one password per line (held in memory). Mixed formats and a list
+    /// with no entries are refused at start-up; what was loaded is logged.
     #[arg(long, env = "PWRESET_BREACHED_PASSWORDS", global = true)]
     pub breached_passwords: Option<PathBuf>,
 
@@ -289,6 +290,7 @@ pub struct Settings {
     pub user_agent_header: String,
 
     /// Caller key for a role, ROLE=KEY (roles: reset, events, accounts); repeatable.
+    /// Read as a `Secret` and checked in `Config`: clap would print a refused value.
     #[arg(
         long = "caller-key",
         env = "PWRESET_CALLER_KEYS",
@@ -296,7 +298,7 @@ pub struct Settings {
         hide_env_values = true,
         global = true
     )]
-    pub caller_keys: Vec<CallerKey>,
+    pub caller_keys: Vec<Secret>,
 
     /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
     #[arg(long, env = "PWRESET_TLS_CERT", global = true, requires = "tls_key")]

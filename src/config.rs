@@ -18,6 +18,7 @@ use crate::domain::keys::ServerKey;
 use crate::domain::limits::RateLimits;
 use crate::domain::password::MAX_PASSWORD_HISTORY;
 use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
+use crate::domain::textfile;
 use crate::domain::token::{TokenGenerator, TokenPolicy};
 use crate::grpc::auth::{CallerKey, Role};
 use crate::grpc::client::ClientIpSettings;
@@ -87,6 +88,14 @@ pub struct Config {
     pub server: ServerSettings,
 }
 
+/// Largest TLS certificate chain, key or CA file read.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// The fewest codes a short-code range may hold (`--token-min-number..--token-max-number`).
+pub const MIN_SHORT_CODES: u64 = 10_000;
+/// `--max-code-attempts` may give a guesser at most 1 chance in this many per code.
+pub const MAX_GUESS_ODDS: u64 = 1_000;
+
 /// The file an SQLite URL names, if it names one.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -125,6 +134,20 @@ impl TryFrom<&Settings> for Config {
         }
         if s.max_code_attempts == 0 {
             bail!("--max-code-attempts must be at least 1");
+        }
+        // Short codes (the numeric generator's and every SMS code) are protected by the
+        // attempt cap alone, which means something only against enough codes.
+        let code_count = s.token_max_number - s.token_min_number + 1;
+        if code_count < MIN_SHORT_CODES {
+            bail!(
+                "--token-min-number..--token-max-number holds {code_count} codes; at least {MIN_SHORT_CODES} are needed for --max-code-attempts to protect them"
+            );
+        }
+        if u64::from(s.max_code_attempts).saturating_mul(MAX_GUESS_ODDS) > code_count {
+            bail!(
+                "--max-code-attempts {} against {code_count} codes lets a guesser win more than 1 time in {MAX_GUESS_ODDS}; lower it or widen the code range",
+                s.max_code_attempts
+            );
         }
         // Short codes: the numeric generator's, and every code texted by SMS.
         let codes = TokenGenerator::Numeric { min: s.token_min_number, max: s.token_max_number };
@@ -210,7 +233,20 @@ impl TryFrom<&Settings> for Config {
             bail!("--password-history must be between 0 and {MAX_PASSWORD_HISTORY}");
         }
         let breached = match &s.breached_passwords {
-            Some(path) => BreachedPasswords::with_file(path).context("--breached-passwords")?,
+            Some(path) => {
+                let lists = BreachedPasswords::with_file(path).context("--breached-passwords")?;
+                if let Some(loaded) = lists.loaded() {
+                    tracing::info!(
+                        path = %path.display(),
+                        format = %loaded.format,
+                        entries = loaded.entries,
+                        approximate = loaded.approximate,
+                        skipped_lines = loaded.skipped_lines,
+                        "breached-password list loaded"
+                    );
+                }
+                lists
+            }
             None => BreachedPasswords::default(),
         };
 
@@ -232,7 +268,8 @@ impl TryFrom<&Settings> for Config {
             hasher.workers = workers;
         }
 
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        // PEM files of a few KiB: a device or directory named by mistake is refused.
+        let read = |p: &PathBuf| textfile::read_small(p, MAX_PEM_BYTES);
         let tls = match (&s.tls_cert, &s.tls_key) {
             (Some(cert), Some(key)) => Some(TlsSettings {
                 cert: read(cert)?,
@@ -241,13 +278,18 @@ impl TryFrom<&Settings> for Config {
             }),
             _ => None,
         };
+        let caller_keys = s
+            .caller_keys
+            .iter()
+            .map(|k| k.expose().parse::<CallerKey>().map_err(|e| anyhow::anyhow!("--caller-key: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if !s.listen.ip().is_loopback() && !s.allow_unauthenticated && !client_certificates {
             // Every role: an open `reset` role on a reachable address lets anyone guess
             // tokens and claim any client address.
             let missing: Vec<String> = Role::ALL
                 .into_iter()
-                .filter(|role| !s.caller_keys.iter().any(|k| k.role == *role))
+                .filter(|role| !caller_keys.iter().any(|k| k.role == *role))
                 .map(|r| r.to_string())
                 .collect();
             if !missing.is_empty() {
@@ -301,7 +343,7 @@ impl TryFrom<&Settings> for Config {
             },
             server: ServerSettings {
                 listen: s.listen,
-                caller_keys: s.caller_keys.clone(),
+                caller_keys,
                 allow_unauthenticated: s.allow_unauthenticated,
                 max_message_bytes: s.max_message_bytes,
                 shutdown_grace: s.shutdown_grace,
@@ -388,7 +430,8 @@ fn random_key() -> anyhow::Result<ServerKey> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<ServerKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the key file {}", path.display()))?;
+    let bytes = textfile::read_small(path, 4096).with_context(|| format!("the key file {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("key file {}: not text", path.display()))?;
     ServerKey::parse(&text).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))
 }
 
@@ -501,6 +544,29 @@ mod tests {
         assert!(parse(&["--token-generator", "numeric", "--rate-confirm", "off"]).is_ok());
         assert!(parse(&["--max-code-attempts", "0"]).is_err());
         assert!(parse(&["--token-generator", "numeric"]).is_ok());
+    }
+
+    #[test]
+    fn a_short_code_range_too_small_for_the_attempt_cap_is_refused() {
+        let refusal = |args: &[&str]| parse(args).err().map(|e| e.to_string()).unwrap_or_default();
+        // A 2-code range: the cap of 5 attempts would mean nothing.
+        let err = refusal(&["--token-generator", "numeric", "--token-min-number", "1", "--token-max-number", "2"]);
+        assert!(err.contains("holds 2 codes; at least 10000"), "{err}");
+        // SMS codes use the same range whatever the generator.
+        assert!(parse(&["--token-min-number", "0", "--token-max-number", "9998"]).is_err());
+        assert!(parse(&["--token-min-number", "0", "--token-max-number", "9999"]).is_ok());
+        let err = refusal(&["--token-min-number", "0", "--token-max-number", "9999", "--max-code-attempts", "11"]);
+        assert!(err.contains("more than 1 time in 1000"), "{err}");
+        assert!(parse(&["--token-min-number", "0", "--token-max-number", "9999", "--max-code-attempts", "10"]).is_ok());
+    }
+
+    #[test]
+    fn a_refused_caller_key_is_not_echoed() {
+        let err = parse(&["--caller-key", "admin=caller-key-secret-0123456789"]).err().map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(err.contains("unknown role") && !err.contains("caller-key-secret"), "{err}");
+        let err = parse(&["--caller-key", "reset=short-secret"]).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(err.contains("at least 16") && !err.contains("short-secret"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! refused line is reported with its number and reason and changes nothing); the
 //! accepted ones are written in chunks of one transaction each.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -21,6 +20,7 @@ use crate::domain::imported::{ImportLimits, accept};
 use crate::domain::login::{Phone, Username};
 use crate::domain::persistence::{AccountStore, NewAccount};
 use crate::domain::retry::retry_transient;
+use crate::domain::textfile::{LineCap, open_regular};
 
 /// Accounts written per transaction.
 pub const CHUNK: usize = 1000;
@@ -112,8 +112,17 @@ fn account(line: Line, limits: &ImportLimits, now: DateTime<Utc>) -> Result<NewA
     })
 }
 
+/// Longest line of an import file: an account is a few hundred bytes. A longer line
+/// (or a file that is one endless line) stops the import before it fills memory.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// A line of the file, parsed, refused (reported, the import goes on), or unreadable
+/// (the import stops: the rest of the file cannot be trusted to be lines).
+type Parsed = Result<Result<Line, String>, String>;
+
 /// Lines of the file, numbered from 1, parsed; CSV when the name ends in `.csv`.
-fn lines(path: &Path, reader: impl Read + 'static) -> Box<dyn Iterator<Item = (u64, Result<Line, String>)>> {
+fn lines(path: &Path, reader: impl Read + 'static) -> Box<dyn Iterator<Item = (u64, Parsed)>> {
+    let reader = LineCap::new(reader, MAX_LINE_BYTES);
     let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     if csv {
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(reader);
@@ -124,20 +133,26 @@ fn lines(path: &Path, reader: impl Read + 'static) -> Box<dyn Iterator<Item = (u
         Box::new(reader.into_records().map(move |record| match record {
             Ok(record) => {
                 let number = record.position().map_or(0, |p| p.line());
-                (number, record.deserialize::<Line>(Some(&headers)).map_err(|e| e.to_string()))
+                (number, Ok(record.deserialize::<Line>(Some(&headers)).map_err(|e| e.to_string())))
             }
-            Err(e) => (e.position().map_or(0, |p| p.line()), Err(e.to_string())),
+            Err(e) => {
+                let number = e.position().map_or(0, |p| p.line());
+                match e.kind() {
+                    csv::ErrorKind::Io(_) => (number, Err(e.to_string())),
+                    _ => (number, Ok(Err(e.to_string()))),
+                }
+            }
         }))
     } else {
         Box::new(
             BufReader::new(reader)
-                .lines()
-                .enumerate()
-                .map(|(i, line)| (i as u64 + 1, line))
-                .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+                .split(b'\n')
+                .zip(1u64..)
+                .map(|(line, n)| (n, line))
+                .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim_ascii().is_empty()))
                 .map(|(n, line)| {
-                    let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
-                        serde_json::from_str::<Line>(&l).map_err(|e| format!("not a JSON object of the format: {e}"))
+                    let parsed = line.map_err(|e| e.to_string()).map(|l| {
+                        serde_json::from_slice::<Line>(&l).map_err(|e| format!("not a JSON object of the format: {e}"))
                     });
                     (n, parsed)
                 }),
@@ -152,7 +167,8 @@ pub async fn import(
     limits: &ImportLimits,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Summary> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // Only a regular file: a directory or device would be read as an endless stream.
+    let file = open_regular(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     // Drawn only on a terminal (indicatif hides itself otherwise).
     let progress = ProgressBar::new(size);
@@ -164,6 +180,8 @@ pub async fn import(
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     for (number, parsed) in lines(path, reader) {
+        // An unreadable line ends the import (its error names the line).
+        let parsed = parsed.map_err(|e| anyhow::anyhow!("{}: {e} (reading line {number})", path.display()))?;
         match parsed.and_then(|line| account(line, limits, now)) {
             Ok(account) => chunk.push(account),
             Err(reason) => summary.refused.push((number, reason)),

@@ -162,10 +162,11 @@ impl Limits {
         }
     }
 
-    /// The bucket of an address: itself for IPv4, its network for IPv6 (a subscriber
-    /// usually has a whole /64, and would otherwise have 2^64 buckets).
+    /// The bucket of an address: itself for IPv4 (an IPv4-mapped IPv6 address, as a
+    /// dual-stack listener sees IPv4 clients, included), its network for IPv6 (a
+    /// subscriber usually has a whole /64, and would otherwise have 2^64 buckets).
     fn bucket(&self, ip: Option<IpAddr>) -> IpAddr {
-        match ip {
+        match ip.map(|ip| ip.to_canonical()) {
             Some(IpAddr::V6(v6)) => {
                 ipnet::Ipv6Net::new(v6, self.ipv6_prefix).map_or(IpAddr::V6(v6), |net| IpAddr::V6(net.network()))
             }
@@ -247,6 +248,16 @@ mod tests {
         assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2:ffff::9")).is_ok());
         assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2:abcd::77")).is_err(), "same /64, same bucket");
         assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:3::1")).is_ok(), "the next /64 is another bucket");
+    }
+
+    #[test]
+    fn ipv4_mapped_clients_have_a_bucket_each() {
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let limits = Limits::new(&RateLimits { confirm: "1/1h".parse().ok(), ..Default::default() }, &clock);
+        let at = |ip: &str| ClientInfo { ip: ip.parse().ok(), user_agent: String::new() };
+        assert!(limits.check(Rpc::Confirm, &at("::ffff:127.0.0.2")).is_ok());
+        assert!(limits.check(Rpc::Confirm, &at("::ffff:127.0.0.3")).is_ok(), "not one ::/64 for all of IPv4");
+        assert!(limits.check(Rpc::Confirm, &at("127.0.0.2")).is_err(), "the mapped and plain forms are one client");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod persistence;
 pub mod reset;
 pub mod retry;
 pub mod seal;
+pub mod textfile;
 pub mod token;
 pub mod writer;
 

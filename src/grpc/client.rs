@@ -55,9 +55,13 @@ impl ClientIpSettings {
         client
     }
 
-    /// Whether the forwarded headers of this caller are believed.
+    /// Whether the forwarded headers of this caller are believed: a list entry matches
+    /// the peer as it arrived or as its IPv4 address.
     fn trusts(&self, peer: Option<SocketAddr>, authenticated: bool) -> bool {
-        authenticated || peer.is_some_and(|p| self.trusted_proxies.iter().any(|net| net.contains(&p.ip())))
+        authenticated
+            || peer.is_some_and(|p| {
+                self.trusted_proxies.iter().any(|net| net.contains(&p.ip()) || net.contains(&p.ip().to_canonical()))
+            })
     }
 
     pub fn client(&self, metadata: &MetadataMap, peer: Option<SocketAddr>, authenticated: bool) -> ClientInfo {
@@ -65,7 +69,10 @@ impl ClientIpSettings {
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
         let forwarded =
             header(&self.forwarded_for_header).filter(|_| trusted).and_then(|v| forwarded_client(v, self.trusted_hops));
-        let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
+        // An IPv4 client of a dual-stack listener (`[::]`) arrives as `::ffff:a.b.c.d`
+        // (and a proxy may forward it so): it is that IPv4 address, for the limits
+        // (not one IPv6 /64 shared by every IPv4 client) and the audit log alike.
+        let ip = forwarded.or_else(|| peer.map(|p| p.ip())).map(|ip| ip.to_canonical());
         let agent = header(&self.user_agent_header).filter(|_| trusted).or_else(|| header("user-agent"));
         ClientInfo { ip, user_agent: truncate(agent.unwrap_or_default(), MAX_USER_AGENT_BYTES).to_owned() }
     }
@@ -146,6 +153,20 @@ mod tests {
         assert_eq!(settings.client(&m, stranger, true).ip, ip("203.0.113.7"), "an authenticated backend is believed");
         let none = ClientIpSettings { trusted_proxies: Vec::new(), ..ClientIpSettings::default() };
         assert_eq!(none.client(&m, sidecar, false).ip, ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_address() {
+        let settings = ClientIpSettings::default();
+        let m = metadata(&[("x-forwarded-for", "::ffff:203.0.113.7")]);
+        // The loopback default trusts a mapped loopback peer, and reads its header.
+        let mapped_sidecar: Option<SocketAddr> = "[::ffff:127.0.0.2]:4000".parse().ok();
+        assert_eq!(settings.client(&m, mapped_sidecar, false).ip, ip("203.0.113.7"));
+        let mapped_stranger: Option<SocketAddr> = "[::ffff:198.51.100.9]:4000".parse().ok();
+        assert_eq!(settings.client(&MetadataMap::new(), mapped_stranger, false).ip, ip("198.51.100.9"));
+        assert_eq!(settings.client(&m, mapped_stranger, false).ip, ip("198.51.100.9"), "not trusted");
+        let v6: Option<SocketAddr> = "[2001:db8::1]:4000".parse().ok();
+        assert_eq!(settings.client(&MetadataMap::new(), v6, false).ip, ip("2001:db8::1"), "real IPv6 stays");
     }
 
     #[test]

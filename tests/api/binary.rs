@@ -74,20 +74,160 @@ fn serve_stops_cleanly_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
 
+/// Every setting of the server binary that carries a secret, with a value to look for.
+const SECRET_SETTINGS: [(&str, &str); 4] = [
+    ("PWRESET_DATABASE_URL", "postgres://pwreset:hunter2-db-secret@db.internal/pwreset"),
+    ("PWRESET_SECRET_KEY", "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXktMDA="),
+    ("PWRESET_PREVIOUS_SECRET_KEYS", "cHJldmlvdXMta2V5LXByZXZpb3VzLWtleS1wcmV2aW91cy0w"),
+    ("PWRESET_CALLER_KEYS", "reset=caller-key-secret-0123456789"),
+];
+
 #[test]
 fn help_never_shows_the_values_of_secret_settings() {
     let dir = TempDir::new().unwrap();
-    let out = pwreset(&dir)
-        .arg("--help")
-        .env("PWRESET_DATABASE_URL", "postgres://pwreset:hunter2-db-secret@db.internal/pwreset")
-        .env("PWRESET_SECRET_KEY", "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXktMDA=")
-        .env("PWRESET_CALLER_KEYS", "reset=caller-key-secret-0123456789")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--database-url"), "{help}");
-    for secret in ["hunter2-db-secret", "c2VjcmV0LWtleS1zZWNyZXQta2V5", "caller-key-secret"] {
-        assert!(!help.contains(secret), "--help shows {secret}");
+    for command in
+        [&["--help"][..], &["serve", "--help"], &["migrate", "--help"], &["purge", "--help"], &["import", "--help"]]
+    {
+        let out = pwreset(&dir).args(command).envs(SECRET_SETTINGS).output().unwrap();
+        assert!(out.status.success(), "{command:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("--database-url") && help.contains("--caller-key"), "{command:?}: {help}");
+        for secret in ["hunter2-db-secret", "c2VjcmV0LWtleS1zZWNyZXQta2V5", "cHJldmlvdXMta2V5", "caller-key-secret"] {
+            assert!(!help.contains(secret), "{command:?} --help shows {secret}");
+        }
     }
+    // Structurally: a variable whose name says it holds a key, secret, URL, pepper or
+    // credential hides its value in every subcommand (a new one is caught here), unless
+    // it names a file.
+    use clap::CommandFactory;
+    let mut command = pwreset::cli::Cli::command();
+    command.build(); // global settings reach the subcommands
+    let mut checked = 0;
+    for sub in std::iter::once(&command).chain(command.get_subcommands()) {
+        for arg in sub.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
+            let secret_looking =
+                ["KEY", "SECRET", "URL", "PEPPER", "CREDENTIAL", "PASSWORD_HASH"].iter().any(|word| env.contains(word));
+            let a_file = env.ends_with("_FILE") || env == "PWRESET_TLS_KEY";
+            if secret_looking && !a_file {
+                assert!(arg.is_hide_env_values_set(), "{env} of `{}` shows its value in --help", sub.get_name());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= SECRET_SETTINGS.len(), "{checked}");
+}
+
+#[test]
+fn a_refused_secret_is_not_echoed_in_the_error() {
+    let dir = TempDir::new().unwrap();
+    for value in ["admin=caller-key-secret-0123456789", "reset=short-secret"] {
+        let out = pwreset(&dir).arg("migrate").env("PWRESET_CALLER_KEYS", value).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--caller-key"), "{stderr}");
+        assert!(!stderr.contains("-secret"), "the refused key is printed: {stderr}");
+    }
+}
+
+/// Runs the binary with a deadline: (success, stderr). A command that does not end in
+/// 20 s fails the test (and is killed).
+fn run_bounded(mut command: Command) -> (bool, String) {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let mut stderr = child.stderr.take().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = done.send((child.wait(), text));
+    });
+    match finished.recv_timeout(Duration::from_secs(20)) {
+        Ok((status, text)) => (status.unwrap().success(), text),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("still running after 20 s: {command:?}");
+        }
+    }
+}
+
+#[test]
+fn a_breached_list_is_reported_at_start_up_and_a_bad_one_refused() {
+    let dir = TempDir::new().unwrap();
+    let hex = |p: &str| -> String {
+        use sha1::Digest;
+        sha1::Sha1::digest(p.as_bytes()).iter().map(|b| format!("{b:02X}")).collect()
+    };
+    let mut lines: Vec<String> = (0..302).map(|i| format!("{}:{}", hex(&format!("listed {i}")), i + 1)).collect();
+    lines.sort();
+    let listed = lines.join("\r\n");
+    let write = |name: &str, contents: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let header = write("header.txt", format!("SHA1:Count\r\n{listed}\r\n"));
+    let mut command = pwreset(&dir);
+    command.args(["migrate", "--breached-passwords", &header]);
+    let (ok, stderr) = run_bounded(command);
+    assert!(ok, "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("breached-password list loaded")).unwrap_or_default();
+    for field in ["format=sha1-sorted", "entries=302", "approximate=false", "skipped_lines=1"] {
+        assert!(line.contains(field), "{field} missing from {line:?}");
+    }
+
+    let mixed = write("mixed.txt", format!("{listed}\nan appended plain password\n"));
+    let empty = write("empty.txt", "# nothing yet\n\n".into());
+    for (file, says) in [(&mixed, "line 303 is not SHA1-HEX[:count]"), (&empty, "holds no passwords")] {
+        let mut command = pwreset(&dir);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--breached-passwords", file]);
+        let (ok, stderr) = run_bounded(command);
+        assert!(!ok, "served with {file}: {stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("pwreset listening"), "{stderr}");
+    }
+}
+
+#[test]
+fn import_of_anything_but_a_readable_file_ends_at_once() {
+    let dir = TempDir::new().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // A 1 GiB file that is one line (sparse: no disk used).
+    let huge = dir.path().join("one-line.jsonl");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+    let subdir = dir.path().join("accounts");
+    std::fs::create_dir(&subdir).unwrap();
+    for (path, says) in [
+        (subdir.as_path(), "is a directory"),
+        (std::path::Path::new("/dev/zero"), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
+        (dir.path().join("missing.jsonl").as_path(), "No such file"),
+        (huge.as_path(), "line 1 is longer than 65536 bytes"),
+    ] {
+        let mut command = pwreset(&dir);
+        command.arg("import").arg(path);
+        let (ok, stderr) = run_bounded(command);
+        assert!(!ok, "{path:?}: {stderr}");
+        assert!(stderr.contains(says), "{path:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_short_code_range_too_small_for_the_attempt_cap_fails_at_start_up() {
+    let dir = TempDir::new().unwrap();
+    let mut command = pwreset(&dir);
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-generator",
+        "numeric",
+        "--token-min-number",
+        "1",
+        "--token-max-number",
+        "2",
+    ]);
+    let (ok, stderr) = run_bounded(command);
+    assert!(!ok && stderr.contains("holds 2 codes; at least 10000"), "{stderr}");
 }

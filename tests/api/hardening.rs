@@ -296,6 +296,61 @@ async fn forwarded_addresses_from_an_untrusted_peer_do_not_open_fresh_buckets() 
     assert_eq!(refused, 15, "one peer, one bucket, whatever x-forwarded-for says");
 }
 
+/// ValidateToken with a junk token over `channel`: `NotFound`, or `ResourceExhausted`
+/// over the limit.
+async fn probe(channel: &tonic::transport::Channel, forwarded_for: Option<&str>) -> Code {
+    let mut request = tonic::Request::new(ValidateTokenRequest { token: "guess-000000".into(), ..Default::default() });
+    if let Some(ip) = forwarded_for {
+        request.metadata_mut().insert("x-forwarded-for", ip.parse().unwrap());
+    }
+    pwreset::proto::password_reset_service_client::PasswordResetServiceClient::new(channel.clone())
+        .validate_token(request)
+        .await
+        .unwrap_err()
+        .code()
+}
+
+#[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_are_limited_and_trusted_as_ipv4() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    // A server on [::] sees 127.0.0.2 as ::ffff:127.0.0.2; those addresses used to fall
+    // into one IPv6 /64 bucket, and the loopback trusted-proxy default missed them.
+    let db = std::sync::Arc::new(TestDb::create().await);
+    let mut config = pwreset::Config::for_tests(db.url());
+    config.key = pwreset::config::KeySource::Ephemeral;
+    config.limits = RateLimits { validate_token: "1/1h".parse().ok(), ..RateLimits::default() };
+    let app =
+        pwreset::App::build(config, std::sync::Arc::new(pwreset::domain::clock::ManualClock::default())).await.unwrap();
+    let listener = match tokio::net::TcpListener::bind("[::]:0").await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("no IPv6 on this machine ({e}); skipped");
+            return;
+        }
+    };
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve_on(listener, async {
+        let _ = stopped.await;
+    }));
+    let from = |last: u8| {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", SocketAddr::from(([127, 0, 0, 1], port))))
+            .unwrap()
+            .local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))))
+            .connect_lazy()
+    };
+    let (two, three) = (from(2), from(3));
+    assert_eq!(probe(&two, None).await, Code::NotFound);
+    assert_eq!(probe(&two, None).await, Code::ResourceExhausted, "127.0.0.2 used its one call");
+    assert_eq!(probe(&three, None).await, Code::NotFound, "127.0.0.3 has a bucket of its own");
+    // The loopback default trusts them as proxies: the forwarded address is the client.
+    assert_eq!(probe(&three, Some("203.0.113.7")).await, Code::NotFound);
+    assert_eq!(probe(&two, Some("203.0.113.8")).await, Code::NotFound);
+    assert_eq!(probe(&two, Some("203.0.113.8")).await, Code::ResourceExhausted);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn an_authenticated_backend_is_believed_about_its_users_address() {
     let key = "reset-key-0123456789abcdef";

@@ -62,6 +62,53 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn the_message_limit_covers_health_and_reflection_too() {
+    // Unauthenticated services: tonic's own 4 MiB limit used to apply to them.
+    let app = TestApp::spawn().await;
+    let big = "s".repeat(3 * 1024 * 1024);
+    let status = tonic_health::pb::health_client::HealthClient::new(app.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest { service: big.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "health: {status:?}");
+
+    // Reflection is a stream: tonic-reflection ends it without an answer (status OK)
+    // when a request cannot be decoded; a small request is answered.
+    let v1alpha = |host: String| {
+        let channel = app.channel.clone();
+        async move {
+            let request =
+                ServerReflectionRequest { host, message_request: Some(MessageRequest::ListServices(String::new())) };
+            match ServerReflectionClient::new(channel).server_reflection_info(tokio_stream::iter([request])).await {
+                Ok(response) => matches!(response.into_inner().message().await, Ok(Some(_))),
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(v1alpha(String::new()).await, "a small v1alpha request is answered");
+    assert!(!v1alpha(big.clone()).await, "a 3 MiB v1alpha request is not");
+
+    use tonic_reflection::pb::v1;
+    let v1 = |host: String| {
+        let channel = app.channel.clone();
+        async move {
+            let request = v1::ServerReflectionRequest {
+                host,
+                message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+            };
+            let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
+            match client.server_reflection_info(tokio_stream::iter([request])).await {
+                Ok(response) => matches!(response.into_inner().message().await, Ok(Some(_))),
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(v1(String::new()).await, "a small v1 request is answered");
+    assert!(!v1(big).await, "a 3 MiB v1 request is not");
+    assert_eq!(app.health("").await, ServingStatus::Serving as i32, "still serving");
+}
+
+#[tokio::test]
 async fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
     let app = TestApp::spawn().await;
     // A gRPC frame whose payload is not a valid RequestTokenRequest (field 1 claims
