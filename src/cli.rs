@@ -413,18 +413,10 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with the password of its user info (`user:password@`) replaced.
+    /// The URL with the password of its user info (`user:password@`) and its query
+    /// replaced.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else { return self.0.clone() };
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        match rest[..authority_end].rsplit_once('@') {
-            Some((user_info, host)) => {
-                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
-                let masked = if user_info.contains(':') { format!("{user}:[redacted]") } else { user.to_owned() };
-                format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
-            }
-            None => self.0.clone(),
-        }
+        crate::store::redact_url(&self.0)
     }
 }
 

@@ -137,7 +137,7 @@ impl TryFrom<&Settings> for Config {
         }
         // Short codes (the numeric generator's and every SMS code) are protected by the
         // attempt cap alone, which means something only against enough codes.
-        let code_count = s.token_max_number - s.token_min_number + 1;
+        let code_count = (s.token_max_number - s.token_min_number).saturating_add(1);
         if code_count < MIN_SHORT_CODES {
             bail!(
                 "--token-min-number..--token-max-number holds {code_count} codes; at least {MIN_SHORT_CODES} are needed for --max-code-attempts to protect them"
@@ -558,6 +558,8 @@ mod tests {
         let err = refusal(&["--token-min-number", "0", "--token-max-number", "9999", "--max-code-attempts", "11"]);
         assert!(err.contains("more than 1 time in 1000"), "{err}");
         assert!(parse(&["--token-min-number", "0", "--token-max-number", "9999", "--max-code-attempts", "10"]).is_ok());
+        // The widest range holds 2^64 codes, not 0 (the count does not wrap).
+        assert!(parse(&["--token-min-number", "0", "--token-max-number", &u64::MAX.to_string()]).is_ok());
     }
 
     #[test]

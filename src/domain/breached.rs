@@ -173,11 +173,13 @@ const SPOT_CHECK: usize = 1000;
 /// Bytes read from the end of a sorted file to check its last lines.
 const TAIL_BYTES: u64 = 64 * 1024;
 
-/// `SHA1-HEX` or `SHA1-HEX:count`.
+/// `SHA1-HEX`, or `SHA1-HEX` and a count after `:` (HIBP), `,`, `;`, a tab or spaces
+/// (what converters and spreadsheets write): a hash line in any of them, so a list in
+/// one is never taken for plain text.
 fn is_hibp_line(line: &[u8]) -> bool {
     let line = line.trim_ascii_end();
-    let (hash, count) = match line.iter().position(|&b| b == b':') {
-        Some(colon) => (&line[..colon], Some(&line[colon + 1..])),
+    let (hash, count) = match line.iter().position(|&b| matches!(b, b':' | b',' | b';' | b'\t' | b' ')) {
+        Some(at) => (&line[..at], Some(line[at + 1..].trim_ascii_start())),
         None => (line, None),
     };
     hash.len() == 40
@@ -197,6 +199,8 @@ fn looks_like_a_header(line: &[u8]) -> bool {
     ["sha1", "sha-1", "hash"].iter().any(|word| lower.starts_with(word.as_bytes()))
 }
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// One line: its number (from 1), the offset it starts at, its bytes without `\n` or `\r\n`.
 type NumberedLine = (u64, u64, Vec<u8>);
 
@@ -210,8 +214,13 @@ fn numbered_lines(file: &File, path: &Path) -> anyhow::Result<impl Iterator<Item
     let mut offset = 0u64;
     Ok(reader.split(b'\n').zip(1u64..).map(move |(line, number)| {
         let mut line = line.with_context(|| format!("{}", path.display()))?;
-        let start = offset;
+        let mut start = offset;
         offset += line.len() as u64 + 1;
+        // A byte-order mark (editors on Windows write one) is not part of the first entry.
+        if number == 1 && line.starts_with(BOM) {
+            line.drain(..BOM.len());
+            start += BOM.len() as u64;
+        }
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -529,6 +538,30 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn hashes_with_other_separators_and_a_byte_order_mark_are_read_as_hashes() -> anyhow::Result<()> {
+        let dir = tempfile::TempDir::new()?;
+        let listed = "violet kettle marathon quietly glows";
+        let mut hashes: Vec<String> = (0..50).map(|i| hex(&format!("filler-{i}"))).collect();
+        hashes.push(hex(listed));
+        hashes.sort();
+        for (name, separator, bom) in
+            [("comma", ",", ""), ("space", " ", ""), ("tab", "\t", ""), ("bom", ":", "\u{feff}")]
+        {
+            let body: Vec<String> = hashes.iter().map(|h| format!("{h}{separator}7")).collect();
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{bom}{}\n", body.join("\n")))?;
+            let list = BreachedPasswords::with_file(&path)?;
+            assert_eq!(list.loaded().map(|l| l.format), Some(ListFormat::Sha1Sorted), "{name}");
+            assert!(list.contains(listed)?, "{name}");
+        }
+        // The first of a plain-text list behind a byte-order mark is listed too.
+        let path = dir.path().join("plain-bom");
+        std::fs::write(&path, format!("\u{feff}{listed}\nsecond listed password\n"))?;
+        assert!(BreachedPasswords::with_file(&path)?.contains(listed)?);
         Ok(())
     }
 

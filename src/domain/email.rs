@@ -2,8 +2,9 @@
 //! one canonical form, so one mailbox always maps to one account and one set of caps:
 //!
 //! - **local part**: a dot-atom (RFC 5321 `Dot-string`: atoms of letters, digits and
-//!   ``!#$%&'*+/=?^_`{|}~-`` joined by single dots; letters of any script, RFC 6531),
-//!   at most 64 bytes, NFC and lower case. No quoted strings, comments, brackets,
+//!   ``#$&'*+/=?^_`{|}~-`` joined by single dots — not `%` or `!`, the source routes
+//!   relays still honour; letters of any script, RFC 6531), at most 64 bytes, NFKC and
+//!   lower case with Greek final sigma as sigma (full-width spellings are one address). No quoted strings, comments, brackets,
 //!   commas, spaces or controls: nothing a mail library could read as a display name,
 //!   a route or a list (`n0<victim@example.com>` is refused, not delivered to the
 //!   victim).
@@ -87,11 +88,14 @@ fn canonical(raw: &str) -> std::result::Result<String, String> {
     if domain.contains('@') {
         return Err(SHAPE.into());
     }
-    let local: String = local.to_lowercase().nfc().collect();
+    let local = local_form(local);
     if local.is_empty() || local.len() > MAX_LOCAL_BYTES {
         return Err(format!("must have a name of 1 to {MAX_LOCAL_BYTES} bytes before the @"));
     }
-    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    // RFC 5321 atext less `%` and `!`: relays still honour the old source routes
+    // (`victim%evil.example@relay`, `evil.example!victim@relay`) and would deliver
+    // elsewhere than the address says.
+    let atext = |c: char| c.is_alphanumeric() || "#$&'*+/=?^_`{|}~-".contains(c);
     if !local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext)) {
         return Err(SHAPE.into());
     }
@@ -106,6 +110,15 @@ fn canonical(raw: &str) -> std::result::Result<String, String> {
         return Err(SHAPE.into());
     }
     Ok(address)
+}
+
+/// The local part's one spelling: compatibility forms folded (NFKC: full-width letters,
+/// ligatures, `ſ`), lower case letter by letter, and Greek final sigma as sigma (what
+/// simple case folding adds to lower-casing: `ΟΔΟΣ` lower-cases to `οδος` but is also
+/// written `οδοσ`). Not full case folding: that would turn `ß` into `ss`, another
+/// mailbox.
+fn local_form(local: &str) -> String {
+    local.nfkc().flat_map(char::to_lowercase).map(|c| if c == 'ς' { 'σ' } else { c }).nfc().collect()
 }
 
 /// What lettre's `Address` checks (`check_user`, `check_domain`): the local part with
@@ -191,7 +204,12 @@ mod tests {
             ("  Ada@Example.COM ", "ada@example.com"),
             ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
             ("o'brien@example.ie", "o'brien@example.ie"),
-            ("x!#$%&*/=?^_`{|}~-y@example.com", "x!#$%&*/=?^_`{|}~-y@example.com"),
+            ("x#$&*/=?^_`{|}~-y@example.com", "x#$&*/=?^_`{|}~-y@example.com"),
+            // Full-width letters, and Greek sigma in all its spellings, are one address.
+            ("ＡＤＡ@example.com", "ada@example.com"),
+            ("ΟΔΟΣ@example.gr", "οδοσ@example.gr"),
+            ("οδος@example.gr", "οδοσ@example.gr"),
+            ("straße@example.de", "straße@example.de"),
             ("a@b-c.example", "a@b-c.example"),
             ("a@123.example", "a@123.example"),
             ("ada@bücher.example", "ada@bücher.example"),
@@ -218,6 +236,9 @@ mod tests {
         for bad in [
             // The attack of #21: lettre reads these as mailboxes of victim@example.com.
             "n0<victim@example.com>",
+            // Source routes relays still honour.
+            "victim%evil.example@example.com",
+            "evil.example!victim@example.com",
             "\"https://evil.example/reset-now\" <victim@example.com>",
             "Victim <victim@example.com>",
             "<victim@example.com>",

@@ -231,3 +231,27 @@ fn a_short_code_range_too_small_for_the_attempt_cap_fails_at_start_up() {
     let (ok, stderr) = run_bounded(command);
     assert!(!ok && stderr.contains("holds 2 codes; at least 10000"), "{stderr}");
 }
+
+#[test]
+fn a_database_url_is_never_echoed_with_its_password() {
+    let dir = TempDir::new().unwrap();
+    let urls = [
+        // Unparseable port, unparseable host, an unsupported scheme, and nobody listening.
+        "postgres://u:SECRETPW1@127.0.0.1:99999/db",
+        "postgres://u:SECRETPW2@[::1/db",
+        "mysql://u:SECRETPW3@127.0.0.1/db",
+        "postgres://u:SECRETPW4@127.0.0.1:1/db?password=SECRETPW5",
+    ];
+    for url in urls {
+        for command in ["migrate", "purge"] {
+            let (ok, stderr) = run_bounded({
+                let mut c = pwreset(&dir);
+                c.arg(command).env("PWRESET_DATABASE_URL", url);
+                c
+            });
+            assert!(!ok, "{command} {url}");
+            assert!(stderr.contains("database"), "{stderr}");
+            assert!(!stderr.contains("SECRETPW"), "{command}: the password is printed: {stderr}");
+        }
+    }
+}
