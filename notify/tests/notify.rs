@@ -1051,8 +1051,9 @@ async fn a_bad_or_unreachable_url_never_shows_its_password_or_key() {
     };
     let out_dir = ["--out-dir", out.to_str().unwrap()];
     let pg_bad = "postgres://u:NSECRET3@127.0.0.1:99999/x".to_owned();
-    let pg_closed = format!("postgres://u:NSECRET4@127.0.0.1:{closed}/x?password=NSECRET5");
-    for url in [&pg_bad, &pg_closed] {
+    // A server that refuses the login at once (a closed port is retried for 30 s).
+    let pg_refused = "postgres://no_such_role:NSECRET4@127.0.0.1:5432/x?application_name=NSECRET5".to_owned();
+    for url in [&pg_bad, &pg_refused] {
         run(&[out_dir[0], out_dir[1], "--cursor-database-url", url]);
     }
     for url in ["smtp://u:NSECRET6@[bad", "smtps://u:NSECRET7@relay.example:99999", "bogus://u:NSECRET8@relay"] {
