@@ -121,9 +121,7 @@ struct Retrying {
 /// cap with them takes many real accounts. `None` when the newcomer itself should go:
 /// it is unsolicited and every retry is an account's message.
 fn evictee(retrying: &BTreeMap<u64, Retrying>, newcomer_unsolicited: bool) -> Option<u64> {
-    let (sequence, oldest) = retrying
-        .iter()
-        .min_by_key(|(sequence, r)| (!r.unsolicited, r.give_up_at, **sequence))?;
+    let (sequence, oldest) = retrying.iter().min_by_key(|(sequence, r)| (!r.unsolicited, r.give_up_at, **sequence))?;
     if newcomer_unsolicited && !oldest.unsolicited {
         return None;
     }
@@ -374,10 +372,15 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_account_notices_are_given_up_first_then_the_one_nearest_its_end() {
-        let now = Instant::now();
+        let now = clock::monotonic();
         let task = tokio::spawn(async {}).abort_handle();
-        let entry = |unsolicited, secs| Retrying { task: task.clone(), unsolicited, give_up_at: now + Duration::from_secs(secs) };
-        let mut retrying = BTreeMap::from([(1, entry(false, 10)), (2, entry(false, 5)), (3, entry(true, 60)), (4, entry(true, 60))]);
+        let entry = |unsolicited, secs| Retrying {
+            task: task.clone(),
+            unsolicited,
+            give_up_at: now + Duration::from_secs(secs),
+        };
+        let mut retrying =
+            BTreeMap::from([(1, entry(false, 10)), (2, entry(false, 5)), (3, entry(true, 60)), (4, entry(true, 60))]);
         assert_eq!(evictee(&retrying, false), Some(3), "the oldest unknown-account notice");
         assert_eq!(evictee(&retrying, true), Some(3));
         retrying.retain(|_, r| !r.unsolicited);

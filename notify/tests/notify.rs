@@ -112,7 +112,11 @@ impl Smtp {
     /// `450` for ever at `tempfail`, and at `greylist` for `seconds` after an address's
     /// first try (greylisting).
     fn start_greylisting(tempfail: &str, greylist: &str, seconds: &str) -> Smtp {
-        let env = [("SINK_TEMPFAIL_DOMAIN", tempfail), ("SINK_GREYLIST_DOMAIN", greylist), ("SINK_GREYLIST_SECONDS", seconds)];
+        let env = [
+            ("SINK_TEMPFAIL_DOMAIN", tempfail),
+            ("SINK_GREYLIST_DOMAIN", greylist),
+            ("SINK_GREYLIST_SECONDS", seconds),
+        ];
         Smtp::launch(&[], &env)
     }
 
@@ -698,7 +702,8 @@ async fn a_flood_of_unknown_account_notices_never_pushes_out_a_real_message_retr
     let dir = TempDir::new().unwrap();
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
     let metrics = format!("127.0.0.1:{}", free_port());
-    let args = ["--smtp-url", &smtp_url, "--notify-unknown-accounts", "--max-retrying", "5", "--metrics-listen", &metrics];
+    let args =
+        ["--smtp-url", &smtp_url, "--notify-unknown-accounts", "--max-retrying", "5", "--metrics-listen", &metrics];
     let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
     reset_for(&server, "real@greylisted.example").await;
     eventually("the real message is retrying", || async {
