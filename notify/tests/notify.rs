@@ -698,7 +698,7 @@ async fn a_flood_of_unknown_account_notices_never_pushes_out_a_real_message_retr
         c
     })
     .await;
-    let smtp = Smtp::start_greylisting("nowhere.example", "greylisted.example", "4");
+    let smtp = Smtp::start_greylisting("nowhere.example", "greylisted.example", "6");
     let dir = TempDir::new().unwrap();
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
     let metrics = format!("127.0.0.1:{}", free_port());
