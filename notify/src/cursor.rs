@@ -159,7 +159,10 @@ impl Cursor {
         let mut options = ConnectOptions::new(url.to_owned());
         // One connection for the life of the process: the session lock lives on it.
         options.max_connections(1).min_connections(1).idle_timeout(None::<Duration>).max_lifetime(None::<Duration>);
-        let db = Database::connect(options).await.context("connecting to --cursor-database-url")?;
+        // sqlx quotes the URL, password included, in some errors.
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| crate::redact::url_error("connecting to --cursor-database-url", url, e))?;
         let key = lock_key(name);
         loop {
             let row = db

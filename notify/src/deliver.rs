@@ -47,6 +47,9 @@ pub struct Job {
     pub work: Work,
     /// Retrying ends here at the latest: when the token it carries expires.
     pub expires_in: Option<Duration>,
+    /// Anyone can cause it: a notice to an address with no account (one RequestToken
+    /// per notice, for any address). Given up first when too many messages retry.
+    pub unsolicited: bool,
 }
 
 /// The senders and what every attempt shares.
@@ -94,13 +97,35 @@ pub struct Delivery {
     max_retrying: usize,
     /// The background retries, by sequence; a task removes itself before it finishes
     /// its message, so whoever removes an entry accounts for it.
-    retrying: Mutex<BTreeMap<u64, AbortHandle>>,
+    retrying: Mutex<BTreeMap<u64, Retrying>>,
     tasks: TaskTracker,
     /// Lanes stop taking messages and retries stop waiting.
     stop: CancellationToken,
     /// Cancelled when the cursor cannot be stored: this replica must stop.
     shutdown: CancellationToken,
     fatal: Mutex<Option<String>>,
+}
+
+/// A message retrying in the background.
+struct Retrying {
+    task: AbortHandle,
+    unsolicited: bool,
+    give_up_at: Instant,
+}
+
+/// Which retry is given up to make room past `--max-retrying`: an unsolicited notice
+/// first (an outsider can make any number of them, so they must never push out an
+/// account's mail), the one whose time runs out soonest (it has the least left to gain,
+/// and every message keeps its full window unless the cap is reached), the oldest on a
+/// tie. Account messages are bounded by the server's per-account cap, so filling the
+/// cap with them takes many real accounts. `None` when the newcomer itself should go:
+/// it is unsolicited and every retry is an account's message.
+fn evictee(retrying: &BTreeMap<u64, Retrying>, newcomer_unsolicited: bool) -> Option<u64> {
+    let (sequence, oldest) = retrying.iter().min_by_key(|(sequence, r)| (!r.unsolicited, r.give_up_at, **sequence))?;
+    if newcomer_unsolicited && !oldest.unsolicited {
+        return None;
+    }
+    Some(*sequence)
 }
 
 /// Lane capacity: how far the stream is read ahead of a slow lane. Past it the reader
@@ -173,20 +198,28 @@ impl Delivery {
         );
     }
 
-    /// Hands `job` to a background task; past `--max-retrying` the oldest retry is given
-    /// up to make room (a flood of undeliverable messages must not stop the rest).
+    /// Hands `job` to a background task; past `--max-retrying` one message is given up
+    /// to make room (see [`evictee`]): a flood of undeliverable messages must not stop
+    /// the rest, and an outsider's flood must not cost an account's mail.
     async fn retry_later(self: &std::sync::Arc<Self>, job: Job, give_up_at: Instant) {
         let evicted = {
             let mut retrying = self.retrying.lock().unwrap_or_else(|p| p.into_inner());
-            let evicted = if retrying.len() >= self.max_retrying { retrying.pop_first() } else { None };
-            if let Some((_, task)) = &evicted {
-                task.abort();
+            let full = retrying.len() >= self.max_retrying;
+            match full.then(|| evictee(&retrying, job.unsolicited)) {
+                // Every retry is an account's message: the unsolicited newcomer goes.
+                Some(None) => Some(job.sequence),
+                evict => {
+                    let evicted = evict.flatten().and_then(|s| retrying.remove(&s).map(|r| (s, r)));
+                    if let Some((_, r)) = &evicted {
+                        r.task.abort();
+                    }
+                    let (sequence, unsolicited) = (job.sequence, job.unsolicited);
+                    // Inserted under the lock the task needs to remove itself: it cannot finish first.
+                    let task = self.tasks.spawn(std::sync::Arc::clone(self).retry(job, give_up_at)).abort_handle();
+                    retrying.insert(sequence, Retrying { task, unsolicited, give_up_at });
+                    evicted.map(|(s, _)| s)
+                }
             }
-            let sequence = job.sequence;
-            // Inserted under the lock the task needs to remove itself: it cannot finish first.
-            let task = self.tasks.spawn(std::sync::Arc::clone(self).retry(job, give_up_at));
-            retrying.insert(sequence, task.abort_handle());
-            evicted.map(|(s, _)| s)
         };
         metrics::gauge!("pwreset_notify_retrying").set(self.retrying_now() as f64);
         if let Some(sequence) = evicted {
@@ -194,7 +227,7 @@ impl Delivery {
             tracing::error!(
                 sequence,
                 max_retrying = self.max_retrying,
-                "too many messages retrying: the oldest was given up"
+                "too many messages retrying: one was given up (unknown-account notices first, then the one nearest its end)"
             );
             self.finish(sequence).await;
         }
@@ -335,6 +368,24 @@ mod tests {
         assert_eq!(retry_window(hour, Some(Duration::from_secs(900))), Duration::from_secs(900));
         assert_eq!(retry_window(hour, Some(24 * hour)), hour, "an invitation that lives for days");
         assert_eq!(retry_window(hour, Some(Duration::ZERO)), Duration::ZERO, "expired: no retry");
+    }
+
+    #[tokio::test]
+    async fn unknown_account_notices_are_given_up_first_then_the_one_nearest_its_end() {
+        let now = clock::monotonic();
+        let task = tokio::spawn(async {}).abort_handle();
+        let entry = |unsolicited, secs| Retrying {
+            task: task.clone(),
+            unsolicited,
+            give_up_at: now + Duration::from_secs(secs),
+        };
+        let mut retrying =
+            BTreeMap::from([(1, entry(false, 10)), (2, entry(false, 5)), (3, entry(true, 60)), (4, entry(true, 60))]);
+        assert_eq!(evictee(&retrying, false), Some(3), "the oldest unknown-account notice");
+        assert_eq!(evictee(&retrying, true), Some(3));
+        retrying.retain(|_, r| !r.unsolicited);
+        assert_eq!(evictee(&retrying, false), Some(2), "the account message nearest its end");
+        assert_eq!(evictee(&retrying, true), None, "an unknown-account notice never pushes out an account's mail");
     }
 
     #[test]

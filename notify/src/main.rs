@@ -9,6 +9,7 @@
 
 mod cursor;
 mod deliver;
+mod redact;
 mod render;
 mod send;
 
@@ -134,7 +135,8 @@ struct Args {
     /// if that comes first.
     #[arg(long, env = "PWRESET_NOTIFY_RETRY_FOR", default_value = "1h", value_parser = humantime::parse_duration)]
     retry_for: Duration,
-    /// At most this many messages retry at once; past it the oldest is given up.
+    /// At most this many messages retry at once; past it one is given up: an
+    /// unknown-account notice first, else the one whose retrying ends soonest.
     #[arg(long, env = "PWRESET_NOTIFY_MAX_RETRYING", default_value = "1000")]
     max_retrying: usize,
     /// A folder of templates (`<locale>/<kind>.jinja`, kinds reset, setup, changed,
@@ -166,6 +168,20 @@ struct Args {
     /// `text` or `json` logs.
     #[arg(long, env = "PWRESET_NOTIFY_LOG_FORMAT", default_value = "text")]
     log_format: String,
+}
+
+impl Args {
+    /// Every secret setting's value, and the secret parts of the URLs.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for url in [&self.cursor_database_url, &self.smtp_url, &self.sms_webhook_url].into_iter().flatten() {
+            secrets.extend(redact::secrets_of_url(url.expose()));
+        }
+        for key in [&self.events_key, &self.sms_webhook_token].into_iter().flatten() {
+            secrets.push(key.expose().to_owned());
+        }
+        secrets
+    }
 }
 
 /// What the loop shares with the health endpoint.
@@ -207,10 +223,13 @@ fn init_logging(format: &str) {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args.log_format);
+    let secrets = args.secrets();
     match run(args).await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "pwreset-notify failed");
+            // Belt and braces: the errors that can quote a URL are redacted where they
+            // arise; no secret setting's value leaves through any other.
+            tracing::error!(error = redact::scrub(&format!("{e:#}"), &secrets), "pwreset-notify failed");
             ExitCode::FAILURE
         }
     }
@@ -282,7 +301,12 @@ impl Notifier {
         };
         let texts = match (&args.sms_webhook_url, &args.out_dir) {
             (Some(url), _) => TextSender::Webhook {
-                url: url.expose().to_owned(),
+                // Checked here, so a bad URL stops the start (redacted) rather than every text.
+                url: {
+                    let raw = url.expose();
+                    raw.parse::<hyper::Uri>().map_err(|e| redact::url_error("--sms-webhook-url", raw, e))?;
+                    raw.to_owned()
+                },
                 bearer: args.sms_webhook_token.as_ref().map(|t| t.expose().to_owned()),
                 client: Box::new(send::webhook_client()?),
                 timeout: args.sms_webhook_timeout,
@@ -476,6 +500,7 @@ impl Notifier {
                     sequence,
                     work: Work::Mail(Envelope { to, message_id: message_id.clone(), mail, sequence }),
                     expires_in: None,
+                    unsolicited: false,
                 }),
                 Err(e) => Plan::Refused("render", e),
             }
@@ -510,6 +535,7 @@ impl Notifier {
                             sequence,
                             work: Work::Text(Text { to: t.phone.clone(), sequence, json }),
                             expires_in: None,
+                            unsolicited: false,
                         }),
                         Err(e) => Plan::Refused("render", e),
                     }
@@ -534,7 +560,12 @@ impl Notifier {
             }
             Some(event::Kind::ResetRequestedForUnknownEmail(u)) if self.args.notify_unknown_accounts => {
                 let ctx = context_for(&u.email, "", "", "", "", "", "");
-                mail(&u.email, Kind::Unknown, &u.locale, ctx)
+                let mut plan = mail(&u.email, Kind::Unknown, &u.locale, ctx);
+                // Anyone can ask for any address: given up first when too many retry.
+                if let Plan::Send(job) = &mut plan {
+                    job.unsolicited = true;
+                }
+                plan
             }
             Some(event::Kind::ResetRequestedForUnknownEmail(_)) => Plan::Nothing("unknown-account notices are off"),
             None => Plan::Nothing("an event kind this notifier does not know"),
@@ -557,11 +588,67 @@ async fn pause(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
 }
 
 /// The health endpoint's limits: a request (head only) is at most this long, must
-/// arrive within this time, and at most this many are served at once (a slow or silent
-/// client holds one slot for the timeout at most).
+/// arrive within this time (a probe or a scraper sends it at once), and at most this
+/// many connections are open at once. Past that the one that has waited longest for
+/// its head is closed to admit the new one: idle connections cannot starve a probe.
 const METRICS_REQUEST_CAP: usize = 8 * 1024;
-const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(1);
 const METRICS_CONNECTIONS: usize = 64;
+
+/// The health endpoint's open connections: those still waiting for their head (by
+/// arrival, each closable), and how many are being answered.
+#[derive(Default)]
+struct MetricsConnections {
+    waiting: std::collections::BTreeMap<u64, CancellationToken>,
+    answering: usize,
+    next: u64,
+}
+
+impl MetricsConnections {
+    /// Admits a connection, closing the one waiting longest for its head if full;
+    /// `None` if every slot is being answered.
+    fn admit(&mut self) -> Option<(u64, CancellationToken)> {
+        if self.waiting.len() + self.answering >= METRICS_CONNECTIONS {
+            let (_, oldest) = self.waiting.pop_first()?;
+            oldest.cancel();
+        }
+        let (id, closed) = (self.next, CancellationToken::new());
+        self.next += 1;
+        self.waiting.insert(id, closed.clone());
+        Some((id, closed))
+    }
+}
+
+/// A connection's slot, given back however its task ends.
+struct MetricsSlot {
+    connections: Arc<std::sync::Mutex<MetricsConnections>>,
+    id: u64,
+    answering: bool,
+}
+
+impl MetricsSlot {
+    /// Its head arrived: it is answered unless it was closed meanwhile.
+    fn answer(&mut self) -> bool {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if connections.waiting.remove(&self.id).is_none() {
+            return false;
+        }
+        connections.answering += 1;
+        self.answering = true;
+        true
+    }
+}
+
+impl Drop for MetricsSlot {
+    fn drop(&mut self) {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if self.answering {
+            connections.answering -= 1;
+        } else {
+            connections.waiting.remove(&self.id);
+        }
+    }
+}
 
 /// `/metrics` (Prometheus text) and `/healthz` (200 while subscribed, else 503).
 async fn serve_metrics(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<()> {
@@ -570,17 +657,25 @@ async fn serve_metrics(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<
         .context("installing the metrics recorder")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "metrics and health listening");
-    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
+    let connections = Arc::new(std::sync::Mutex::new(MetricsConnections::default()));
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { continue };
-            // Full: the connection is closed at once rather than queued.
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
+            let admitted = connections.lock().unwrap_or_else(|p| p.into_inner()).admit();
+            // Every slot is being answered (each for a moment): closed rather than queued.
+            let Some((id, closed)) = admitted else { continue };
+            let mut slot = MetricsSlot { connections: Arc::clone(&connections), id, answering: false };
             let (handle, health) = (handle.clone(), Arc::clone(&health));
             tokio::spawn(async move {
-                let _slot = slot;
                 let deadline = clock::monotonic() + METRICS_READ_TIMEOUT;
-                let Some(path) = read_request_path(&mut socket, deadline).await else { return };
+                let path = tokio::select! {
+                    path = read_request_path(&mut socket, deadline) => path,
+                    _ = closed.cancelled() => None,
+                };
+                let Some(path) = path else { return };
+                if !slot.answer() {
+                    return;
+                }
                 let (status, body) = match path.as_str() {
                     "/metrics" => ("200 OK", handle.render()),
                     "/healthz" if health.subscribed.load(Ordering::SeqCst) => ("200 OK", "serving\n".to_owned()),
@@ -592,8 +687,8 @@ async fn serve_metrics(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<
                     "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = tokio::time::timeout_at(deadline + METRICS_READ_TIMEOUT, socket.write_all(response.as_bytes()))
-                    .await;
+                let write = socket.write_all(response.as_bytes());
+                let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
             });
         }
     });

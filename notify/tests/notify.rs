@@ -101,22 +101,31 @@ impl Smtp {
 
     /// With `extra`: `starttls|tls CERT_PEM KEY_PEM` (see `smtp_sink.py`).
     fn start_with(extra: &[&str]) -> Smtp {
-        Smtp::launch(extra, None)
+        Smtp::launch(extra, &[])
     }
 
     /// One that answers `450` to every recipient at `domain`, for ever.
     fn start_tempfailing(domain: &str) -> Smtp {
-        Smtp::launch(&[], Some(domain))
+        Smtp::launch(&[], &[("SINK_TEMPFAIL_DOMAIN", domain)])
     }
 
-    fn launch(extra: &[&str], tempfail_domain: Option<&str>) -> Smtp {
+    /// `450` for ever at `tempfail`, and at `greylist` for `seconds` after an address's
+    /// first try (greylisting).
+    fn start_greylisting(tempfail: &str, greylist: &str, seconds: &str) -> Smtp {
+        let env = [
+            ("SINK_TEMPFAIL_DOMAIN", tempfail),
+            ("SINK_GREYLIST_DOMAIN", greylist),
+            ("SINK_GREYLIST_SECONDS", seconds),
+        ];
+        Smtp::launch(&[], &env)
+    }
+
+    fn launch(extra: &[&str], env: &[(&str, &str)]) -> Smtp {
         let out = TempDir::new().unwrap();
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py");
         let mut command = Command::new("python3");
-        if let Some(domain) = tempfail_domain {
-            command.env("SINK_TEMPFAIL_DOMAIN", domain);
-        }
+        command.envs(env.iter().copied());
         let mut child = command
             .args([script, &port.to_string(), out.path().to_str().unwrap()])
             .args(extra)
@@ -678,6 +687,45 @@ async fn a_recipient_domain_answering_450_holds_up_no_one_and_is_given_up_when_i
     assert_eq!(smtp.messages().len(), 1);
 }
 
+/// An outsider cannot get an account's mail given up: with `--max-retrying 5`, one real
+/// reset whose relay greylists it, then six "no account here" notices to a domain whose
+/// relay answers `450` for ever. The notices are given up to make room; the real one
+/// is delivered once its relay takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_unknown_account_notices_never_pushes_out_a_real_message_retrying() {
+    let server = server_with(|mut c| {
+        c.events.emit_unknown_account_events = true;
+        c
+    })
+    .await;
+    let smtp = Smtp::start_greylisting("nowhere.example", "greylisted.example", "6");
+    let dir = TempDir::new().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args =
+        ["--smtp-url", &smtp_url, "--notify-unknown-accounts", "--max-retrying", "5", "--metrics-listen", &metrics];
+    let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+    reset_for(&server, "real@greylisted.example").await;
+    eventually("the real message is retrying", || async {
+        (smtp.recipients().iter().any(|r| r == "real@greylisted.example")).then_some(())
+    })
+    .await;
+    for n in 0..6 {
+        server.request(RequestTokenRequest { email: format!("x{n}@nowhere.example"), ..Default::default() }).await;
+    }
+    let gave_up = r#"pwreset_notify_failed_total{reason="gave_up"}"#;
+    eventually("the cap was reached and one message given up", || async {
+        series(&http_get(&metrics, "/metrics").await, gave_up).is_some().then_some(())
+    })
+    .await;
+    assert!(smtp.messages().is_empty(), "the flood reached the cap while the real message was still greylisted");
+    let messages = smtp.wait_for(1).await;
+    assert_eq!(messages[0]["rcpt"][0], "real@greylisted.example", "{messages:?}");
+    let (code, log) = stop(child).await;
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(smtp.messages().len(), 1);
+}
+
 /// A message still retrying when the notifier stops is retried by the next run (the
 /// cursor names it); the messages finished around it are not sent again.
 #[tokio::test(flavor = "multi_thread")]
@@ -939,6 +987,112 @@ async fn a_silent_or_endless_metrics_client_is_cut_off() {
     assert!(http_get(&metrics, "/healthz").await.starts_with("HTTP/1.1 200"));
     let (code, log) = stop(child).await;
     assert_eq!(code, 0, "{log}");
+}
+
+/// More idle connections than the health endpoint serves at once (each reopened when
+/// cut, as an attacker would) do not make a liveness probe fail: the connection that has
+/// waited longest for its head is closed to admit the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_past_the_cap_do_not_starve_the_health_probe() {
+    let server = server().await;
+    let (out, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = ["--out-dir", out.path().to_str().unwrap(), "--metrics-listen", &metrics];
+    let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
+    eventually("/healthz answers 200", || async {
+        let Ok(mut socket) = tokio::net::TcpStream::connect(&metrics).await else { return None };
+        socket.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.ok()?;
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.ok()?;
+        response.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(tokio::net::TcpStream::connect(&metrics).await.unwrap());
+    }
+    for attempt in 0..3 {
+        // The attacker reopens what was cut before each probe.
+        for socket in &mut idle {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), socket.peek(&mut byte)).await {
+                *socket = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+            }
+        }
+        let probe = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut socket = tokio::net::TcpStream::connect(&metrics).await.ok()?;
+            socket.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.ok()?;
+            let mut response = String::new();
+            socket.read_to_string(&mut response).await.ok()?;
+            Some(response)
+        })
+        .await;
+        let response = probe.ok().flatten().unwrap_or_default();
+        assert!(response.starts_with("HTTP/1.1 200"), "probe {attempt} behind 80 idle connections: {response:?}");
+    }
+    drop(idle);
+    let (code, log) = stop(child).await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// A URL setting's password or key never appears in what the notifier prints: not when
+/// the URL does not parse, not when its host cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_or_unreachable_url_never_shows_its_password_or_key() {
+    let closed = free_port();
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_pwreset-notify"))
+            .args(["--endpoint", &format!("http://127.0.0.1:{closed}"), "--reset-url", "https://a.example/{token}"])
+            .args(["--cursor-file", dir.path().join("cursor").to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} fails");
+        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!printed.contains("NSECRET"), "{args:?} shows a secret: {printed}");
+        assert!(printed.contains("***"), "{args:?} says which URL, redacted: {printed}");
+    };
+    let out_dir = ["--out-dir", out.to_str().unwrap()];
+    let pg_bad = "postgres://u:NSECRET3@127.0.0.1:99999/x".to_owned();
+    // A server that refuses the login at once (a closed port is retried for 30 s).
+    let pg_refused = "postgres://no_such_role:NSECRET4@127.0.0.1:5432/x?application_name=NSECRET5".to_owned();
+    for url in [&pg_bad, &pg_refused] {
+        run(&[out_dir[0], out_dir[1], "--cursor-database-url", url]);
+    }
+    for url in ["smtp://u:NSECRET6@[bad", "smtps://u:NSECRET7@relay.example:99999", "bogus://u:NSECRET8@relay"] {
+        run(&["--smtp-url", url]);
+    }
+    run(&[out_dir[0], out_dir[1], "--sms-webhook-url", "http://sms example/send?api_key=NSECRET9"]);
+
+    // Unreachable relay and gateway: every attempt fails transiently and is logged.
+    let server = server().await;
+    let smtp_url = format!("smtp://u:NSECRETA@127.0.0.1:{closed}");
+    let hook_url = format!("http://127.0.0.1:{closed}/send?api_key=NSECRETB");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = ["--smtp-url", &smtp_url, "--sms-webhook-url", &hook_url, "--metrics-listen", &metrics];
+    let child = notifier(&server, &dir.path().join("cursor2"), &args).stdout(Stdio::piped()).spawn().unwrap();
+    server
+        .create(CreateAccountRequest {
+            email: "alan@example.com".into(),
+            password: Some(STRONG.into()),
+            phone: "+447911123456".into(),
+            ..Default::default()
+        })
+        .await;
+    server.request(RequestTokenRequest { phone: "+447911123456".into(), ..Default::default() }).await;
+    server.request(RequestTokenRequest { email: "alan@example.com".into(), ..Default::default() }).await;
+    eventually("both channels failed and were retried", || async {
+        let scrape = http_get(&metrics, "/metrics").await;
+        let email = series(&scrape, r#"pwreset_notify_retried_total{channel="email"}"#);
+        let sms = series(&scrape, r#"pwreset_notify_retried_total{channel="sms"}"#);
+        (email.is_some() && sms.is_some()).then_some(())
+    })
+    .await;
+    let (_, log) = stop(child).await;
+    assert!(log.contains("transient failure"), "{log}");
+    assert!(!log.contains("NSECRET"), "the log shows a secret: {log}");
 }
 
 /// While the text lane is stuck on a gateway that never finishes its answer (a long

@@ -4,7 +4,9 @@ it accepts is parsed with Python's email package and written to OUT_DIR as
 <n>.eml. RCPT TO an address starting with "reject" is refused with 550 (a permanent
 failure for one recipient); with SINK_TEMPFAIL_DOMAIN=example.net, RCPT TO any address
 at that domain is refused with 450 (Postfix's answer for an unknown recipient domain:
-a transient failure, forever). Every RCPT TO is appended to OUT_DIR/rcpt.log.
+a transient failure, forever); with SINK_GREYLIST_DOMAIN=d and SINK_GREYLIST_SECONDS=n,
+RCPT TO an address at d is refused with 450 until n seconds after that address was
+first seen (greylisting). Every RCPT TO is appended to OUT_DIR/rcpt.log.
 
     python3 smtp_sink.py PORT OUT_DIR [starttls|tls CERT_PEM KEY_PEM]
 
@@ -27,6 +29,7 @@ class Sink:
     def __init__(self, out_dir):
         self.out_dir = out_dir
         self.count = 0
+        self.first_seen = {}
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with open(os.path.join(self.out_dir, "rcpt.log"), "a") as f:
@@ -34,6 +37,12 @@ class Sink:
         tempfail = os.environ.get("SINK_TEMPFAIL_DOMAIN")
         if tempfail and address.endswith("@" + tempfail):
             return "450 4.1.2 <%s>: Recipient address rejected: Domain not found" % address
+        greylist = os.environ.get("SINK_GREYLIST_DOMAIN")
+        if greylist and address.endswith("@" + greylist):
+            now = asyncio.get_running_loop().time()
+            first = self.first_seen.setdefault(address, now)
+            if now - first < float(os.environ.get("SINK_GREYLIST_SECONDS", "0")):
+                return "450 4.2.0 <%s>: Recipient address rejected: Greylisted" % address
         if address.startswith("reject"):
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
