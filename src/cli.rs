@@ -416,7 +416,7 @@ impl DatabaseUrl {
     /// The URL with the password of its user info (`user:password@`) and its query
     /// replaced.
     pub fn redacted(&self) -> String {
-        crate::store::redact_url(&self.0)
+        crate::redact::url(&self.0)
     }
 }
 

@@ -519,7 +519,7 @@ mod tests {
         for shown in [format!("{:?}", cli), format!("{config:?}")] {
             assert!(!shown.contains("hunter2-db-secret"), "{shown}");
             assert!(!shown.contains(&key), "{shown}");
-            assert!(shown.contains("postgres://pwreset:[redacted]@db.internal:5432/pwreset"), "{shown}");
+            assert!(shown.contains("postgres://pwreset:***@db.internal:5432/pwreset"), "{shown}");
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod grpc;
 pub mod import;
 pub mod proto;
+pub mod redact;
 pub mod store;
 pub mod telemetry;
 

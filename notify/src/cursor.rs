@@ -162,7 +162,7 @@ impl Cursor {
         // sqlx quotes the URL, password included, in some errors.
         let db = Database::connect(options)
             .await
-            .map_err(|e| crate::redact::url_error("connecting to --cursor-database-url", url, e))?;
+            .map_err(|e| pwreset::redact::url_error("connecting to --cursor-database-url", url, e))?;
         let key = lock_key(name);
         loop {
             let row = db

@@ -9,7 +9,6 @@
 
 mod cursor;
 mod deliver;
-mod redact;
 mod render;
 mod send;
 
@@ -175,7 +174,7 @@ impl Args {
     fn secrets(&self) -> Vec<String> {
         let mut secrets = Vec::new();
         for url in [&self.cursor_database_url, &self.smtp_url, &self.sms_webhook_url].into_iter().flatten() {
-            secrets.extend(redact::secrets_of_url(url.expose()));
+            secrets.extend(pwreset::redact::secrets_of_url(url.expose()));
         }
         for key in [&self.events_key, &self.sms_webhook_token].into_iter().flatten() {
             secrets.push(key.expose().to_owned());
@@ -229,7 +228,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Belt and braces: the errors that can quote a URL are redacted where they
             // arise; no secret setting's value leaves through any other.
-            tracing::error!(error = redact::scrub(&format!("{e:#}"), &secrets), "pwreset-notify failed");
+            tracing::error!(error = pwreset::redact::scrub(&format!("{e:#}"), &secrets), "pwreset-notify failed");
             ExitCode::FAILURE
         }
     }
@@ -304,7 +303,7 @@ impl Notifier {
                 // Checked here, so a bad URL stops the start (redacted) rather than every text.
                 url: {
                     let raw = url.expose();
-                    raw.parse::<hyper::Uri>().map_err(|e| redact::url_error("--sms-webhook-url", raw, e))?;
+                    raw.parse::<hyper::Uri>().map_err(|e| pwreset::redact::url_error("--sms-webhook-url", raw, e))?;
                     raw.to_owned()
                 },
                 bearer: args.sms_webhook_token.as_ref().map(|t| t.expose().to_owned()),

@@ -79,7 +79,7 @@ pub fn smtp(url: &str, ca_file: Option<&Path>, timeout: Duration) -> anyhow::Res
     // user:password@ for authentication. Pooled connections. lettre's own timeout is per
     // command; the whole send is bounded in `send`.
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-        .map_err(|e| crate::redact::url_error("--smtp-url", url, e))?
+        .map_err(|e| pwreset::redact::url_error("--smtp-url", url, e))?
         .timeout(Some(timeout));
     if let Some(ca_file) = ca_file {
         transport = transport.tls(tls_with_roots(url, ca_file)?);
@@ -89,7 +89,7 @@ pub fn smtp(url: &str, ca_file: Option<&Path>, timeout: Duration) -> anyhow::Res
 
 /// The URL's TLS mode, trusting the certificate authorities in `ca_file` only.
 fn tls_with_roots(url: &str, ca_file: &Path) -> anyhow::Result<Tls> {
-    let parsed = url::Url::parse(url).map_err(|e| crate::redact::url_error("--smtp-url", url, e))?;
+    let parsed = url::Url::parse(url).map_err(|e| pwreset::redact::url_error("--smtp-url", url, e))?;
     let host = parsed.host_str().context("--smtp-url has no host")?.trim_matches(['[', ']']).to_owned();
     let pem = std::fs::read(ca_file).with_context(|| format!("reading --smtp-ca-file {}", ca_file.display()))?;
     // An empty list would trust nothing and every send would fail and retry forever.

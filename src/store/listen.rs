@@ -61,7 +61,7 @@ pub async fn follow_commits(
         tokio::select! {
             result = follow => {
                 if let Err(e) = result {
-                    tracing::warn!(error = %super::scrub(&e.to_string(), &url), "event notifications interrupted; reconnecting");
+                    tracing::warn!(error = %crate::redact::scrub(&e.to_string(), &crate::redact::secrets_of_url(&url)), "event notifications interrupted; reconnecting");
                 }
             }
             () = stop.cancelled() => return,

@@ -189,69 +189,7 @@ impl Store {
 }
 
 /// A failed connection, said without the URL's password or query: the driver's message
-/// may quote the whole connection string ("The connection string '…' cannot be parsed"),
-/// and start-up errors end up in logs.
+/// may quote the whole connection string, and start-up errors end up in logs.
 fn connect_error(e: &DbErr, url: &str) -> anyhow::Error {
-    anyhow::anyhow!("connecting to the database: {}", scrub(&e.to_string(), url))
-}
-
-/// `text` with the URL, and then its password and query wherever else they appear
-/// (also percent-decoded), replaced by their redacted forms.
-pub fn scrub(text: &str, url: &str) -> String {
-    let mut text = text.replace(url, &redact_url(url));
-    for secret in url_secrets(url) {
-        for spelling in [secret.to_owned(), percent_decoded(secret)] {
-            if !spelling.is_empty() {
-                text = text.replace(&spelling, "[redacted]");
-            }
-        }
-    }
-    text
-}
-
-/// The URL with the password of its user info (`user:password@`) and its query replaced
-/// (a query can carry `password=`); works on malformed URLs too.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, _)) => (rest, "?[redacted]"),
-        None => (rest, ""),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
-            let masked = if user_info.contains(':') { format!("{user}:[redacted]") } else { user.to_owned() };
-            format!("{scheme}://{masked}@{host}{}{query}", &rest[authority_end..])
-        }
-        None => format!("{scheme}://{rest}{query}"),
-    }
-}
-
-/// The password of the URL's user info and its query, as written.
-fn url_secrets(url: &str) -> Vec<&str> {
-    let Some((_, rest)) = url.split_once("://") else { return Vec::new() };
-    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let password = authority.rsplit_once('@').and_then(|(info, _)| info.split_once(':')).map(|(_, p)| p);
-    password.into_iter().chain(query).filter(|s| !s.is_empty()).collect()
-}
-
-fn percent_decoded(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::{redact_url, scrub};
-
-    #[test]
-    fn a_urls_password_and_query_never_survive_a_message() {
-        let url = "postgres://u:p%40ss@db:5432/x?sslpassword=k3y";
-        assert_eq!(redact_url(url), "postgres://u:[redacted]@db:5432/x?[redacted]");
-        let said = scrub(&format!("bad '{url}' (password p@ss, p%40ss; query sslpassword=k3y)"), url);
-        assert!(!said.contains("p@ss") && !said.contains("p%40ss") && !said.contains("k3y"), "{said}");
-        assert_eq!(redact_url("sqlite://pwreset.db?mode=rwc"), "sqlite://pwreset.db?[redacted]");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
+    crate::redact::url_error("connecting to the database", url, e)
 }

@@ -1,8 +1,9 @@
-//! Secrets out of error messages. A URL setting may carry a password (`user:pass@`)
-//! or a key in its query (`?api_key=…`); libraries quote the URL they were given in
-//! their errors (sqlx: "The connection string '…' cannot be parsed"). Errors that can
-//! hold one are rebuilt from [`url`] and passed through [`scrub`]; `main` scrubs the
-//! final error with every secret setting as well.
+//! Secrets out of error messages and logs, for both binaries. A URL setting may carry a
+//! password (`user:pass@`) or a key in its query (`?api_key=…`); libraries quote the
+//! URL they were given in their errors (sqlx: "The connection string '…' cannot be
+//! parsed"). Errors that can hold one are rebuilt from [`url`] and passed through
+//! [`scrub`]; `pwreset-notify`'s `main` scrubs its final error with every secret
+//! setting as well.
 
 /// `url` with its password and query replaced by `***`; only the scheme if it cannot
 /// be parsed (whatever follows may be a password).
