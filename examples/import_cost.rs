@@ -20,8 +20,16 @@ fn main() {
     let out = "A".repeat(43);
     // (name, hash, units of work)
     let cases: Vec<(&str, String, u64)> = vec![
-        ("pbkdf2_sha256 (iteration-blocks)", format!("pbkdf2_sha256$1000000$salt${}", STANDARD.encode([1u8; 32])), 1_000_000),
-        ("pbkdf2_sha1 (iteration-blocks)", format!("pbkdf2_sha1$1000000$salt${}", STANDARD.encode([1u8; 20])), 1_000_000),
+        (
+            "pbkdf2_sha256 (iteration-blocks)",
+            format!("pbkdf2_sha256$1000000$salt${}", STANDARD.encode([1u8; 32])),
+            1_000_000,
+        ),
+        (
+            "pbkdf2_sha1 (iteration-blocks)",
+            format!("pbkdf2_sha1$1000000$salt${}", STANDARD.encode([1u8; 20])),
+            1_000_000,
+        ),
         ("scrypt (N·r·p)", format!("$scrypt$ln=14,r=8,p=5${salt}${out}"), (1 << 14) * 8 * 5),
         ("argon2id (KiB·passes)", format!("$argon2id$v=19$m=102400,t=2,p=8${salt}${out}"), 102_400 * 2),
         ("argon2i (KiB·passes)", format!("$argon2i$v=19$m=32768,t=3,p=2${salt}${out}"), 32_768 * 3),

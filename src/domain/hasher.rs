@@ -10,8 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use std::thread;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use anyhow::{Context, anyhow};
@@ -160,15 +160,16 @@ impl Hasher {
 
     /// How long a password check should take at least so that every stored hash known
     /// answers in the same time as an unknown address: zero while every stored hash is
-    /// under the server's parameters, else the slowest one's estimate (and at least the
-    /// server's own), with a margin.
+    /// under the server's parameters, else 1.25 × the slowest one's estimate (at least the
+    /// server's own) or the longest such a check has taken since the last scan, + 5 ms.
     pub fn answer_floor(&self) -> Duration {
         let slowest = self.slowest_foreign_micros.load(Ordering::Relaxed);
         if slowest == 0 {
             return Duration::ZERO;
         }
         let estimated = slowest.max(self.native_micros).saturating_mul(FLOOR_QUARTERS) / 4;
-        let observed = self.observed.load(Ordering::Relaxed).saturating_mul(FLOOR_QUARTERS) / 4;
+        // Already what the machine took, contention included: no margin on top.
+        let observed = self.observed.load(Ordering::Relaxed);
         Duration::from_micros(estimated.max(observed)) + FLOOR_MARGIN
     }
 

@@ -120,13 +120,37 @@ pub struct Prepared {
 
 #[derive(Debug)]
 enum Check {
-    Argon2 { algorithm: Algorithm, version: Version, params: Params, salt: Vec<u8>, expected: Vec<u8> },
-    Scrypt { params: scrypt::Params, salt: Vec<u8>, expected: Vec<u8> },
+    Argon2 {
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        salt: Vec<u8>,
+        expected: Vec<u8>,
+    },
+    Scrypt {
+        params: scrypt::Params,
+        salt: Vec<u8>,
+        expected: Vec<u8>,
+    },
     /// `sha256`: the password is first SHA-256'd to hex (Django's `bcrypt_sha256$`).
-    Bcrypt { cost: u32, salt: [u8; 16], expected: [u8; 23], sha256: bool },
-    Pbkdf2 { prf: Prf, iterations: u32, salt: Vec<u8>, expected: Vec<u8> },
+    Bcrypt {
+        cost: u32,
+        salt: [u8; 16],
+        expected: [u8; 23],
+        sha256: bool,
+    },
+    Pbkdf2 {
+        prf: Prf,
+        iterations: u32,
+        salt: Vec<u8>,
+        expected: Vec<u8>,
+    },
     /// `md5$salt$hex`, `sha1$salt$hex`, `unsalted_md5$$hex`, `unsalted_sha1$$hex`.
-    Weak { digest: WeakDigest, salt: Vec<u8>, hex: String },
+    Weak {
+        digest: WeakDigest,
+        salt: Vec<u8>,
+        hex: String,
+    },
 }
 
 impl Prepared {
@@ -145,7 +169,8 @@ impl Prepared {
             Check::Argon2 { algorithm, version, params, salt, expected } => {
                 let mut out = vec![0u8; expected.len()];
                 // Parameters, salt and output length were checked by `prepare`.
-                let ran = Argon2::new(*algorithm, *version, params.clone()).hash_password_into(password, salt, &mut out);
+                let ran =
+                    Argon2::new(*algorithm, *version, params.clone()).hash_password_into(password, salt, &mut out);
                 ran.is_ok() && bool::from(out.ct_eq(expected))
             }
             Check::Scrypt { params, salt, expected } => {
@@ -248,16 +273,10 @@ fn bcrypt_check(hash: &str, sha256: bool) -> anyhow::Result<Prepared> {
     if !(4..=31).contains(&cost) {
         bail!("has bcrypt cost {cost}, outside 4..=31");
     }
-    let salt: [u8; 16] = BCRYPT_LENIENT
-        .decode(salt)
-        .ok()
-        .and_then(|s| s.try_into().ok())
-        .context("has a malformed bcrypt salt")?;
-    let expected: [u8; 23] = BCRYPT_LENIENT
-        .decode(output)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .context("has a malformed bcrypt hash")?;
+    let salt: [u8; 16] =
+        BCRYPT_LENIENT.decode(salt).ok().and_then(|s| s.try_into().ok()).context("has a malformed bcrypt salt")?;
+    let expected: [u8; 23] =
+        BCRYPT_LENIENT.decode(output).ok().and_then(|h| h.try_into().ok()).context("has a malformed bcrypt hash")?;
     let cost_units = Cost::of(1u64 << cost, ns::BCRYPT, 4);
     Ok(Prepared { check: Check::Bcrypt { cost, salt, expected, sha256 }, cost: cost_units })
 }
@@ -442,8 +461,8 @@ mod tests {
         }
         // Over the memory ceiling however cheap in time.
         let big = format!("$argon2id$v=19$m=262144,t=1,p=1${salt}${out}");
-        let err = accept(&big, &ImportLimits::default(), "password_hash").unwrap_err().to_string();
-        assert!(err.contains("--import-max-memory-kib"), "{err}");
+        let err = accept(&big, &ImportLimits::default(), "password_hash");
+        assert!(format!("{err:?}").contains("--import-max-memory-kib"), "{err:?}");
     }
 
     /// Django's defaults and the common libraries' defaults are under the ceilings.

@@ -193,8 +193,7 @@ async fn costly_parameter_combinations_are_refused_at_import() {
     let app = TestApp::spawn().await;
     for (i, hash) in costly_hashes().iter().enumerate() {
         let email = format!("costly{i}@example.com");
-        let request =
-            CreateAccountRequest { email: email.clone(), password_hash: hash.clone(), ..Default::default() };
+        let request = CreateAccountRequest { email: email.clone(), password_hash: hash.clone(), ..Default::default() };
         let status = app.accounts().create_account(request).await.unwrap_err();
         assert_eq!(bad_request_fields(&status), ["password_hash"], "{hash}");
         assert!(status.message().contains("--import-max-"), "{hash}: {}", status.message());
@@ -255,7 +254,10 @@ async fn imported_accounts_answer_in_the_time_of_native_and_unknown_ones() {
     let imports = [
         ("argon2i@example.com", format!("$argon2i$v=19$m=8192,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA${}", "A".repeat(43))),
         ("bcrypt@example.com", "$2b$08$NQOHRHnRexj5SBu57l3Bue.Q7K.nZOQlxmKiUzhMrIKMmBpS7kgIu".to_owned()),
-        ("scrypt@example.com", "$scrypt$ln=14,r=8,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
+        (
+            "scrypt@example.com",
+            "$scrypt$ln=14,r=8,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+        ),
     ];
     let mut imported_ids = Vec::new();
     for (email, hash) in &imports {
@@ -282,7 +284,7 @@ async fn imported_accounts_answer_in_the_time_of_native_and_unknown_ones() {
     let unknown = medians[0];
     let tolerance = Duration::from_millis(3).max(unknown / 10);
     for (email, m) in emails.iter().zip(&medians) {
-        let gap = if *m > unknown { *m - unknown } else { unknown - *m };
+        let gap = m.abs_diff(unknown);
         assert!(gap <= tolerance, "{email}: median {m:?} vs unknown {unknown:?} (all: {emails:?} {medians:?})");
     }
 
@@ -308,7 +310,7 @@ async fn imported_accounts_answer_in_the_time_of_native_and_unknown_ones() {
     let native = medians[0];
     let tolerance = Duration::from_millis(3).max(native / 10);
     for m in &medians {
-        let gap = if *m > native { *m - native } else { native - *m };
+        let gap = m.abs_diff(native);
         assert!(gap <= tolerance, "ChangePassword medians {medians:?} (native, argon2i, scrypt)");
     }
 }
@@ -336,7 +338,8 @@ async fn concurrent_checks_of_heavy_imported_hashes_keep_the_memory_promise() {
     let salt = "c2FsdHNhbHRzYWx0c2FsdA";
     let out = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     // Each at (nearly) the memory ceiling: argon2 m = 64 MiB; scrypt 128·r·N = 60 MiB.
-    let heavy = [format!("$argon2id$v=19$m=65536,t=1,p=1${salt}${out}"), format!("$scrypt$ln=15,r=15,p=1${salt}${out}")];
+    let heavy =
+        [format!("$argon2id$v=19$m=65536,t=1,p=1${salt}${out}"), format!("$scrypt$ln=15,r=15,p=1${salt}${out}")];
     let mut emails = Vec::new();
     for i in 0..8 {
         let email = format!("heavy{i}@example.com");
