@@ -351,11 +351,13 @@ async fn concurrent_checks_of_heavy_imported_hashes_keep_the_memory_promise() {
         app.accounts().create_account(request).await.unwrap();
         emails.push(email);
     }
+    use base64::Engine;
+    let secret_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwreset"))
         .args(["serve", "--listen", "127.0.0.1:0", "--no-migrate", "--database-url", app.db.url()])
         .args(["--hash-workers", &WORKERS.to_string(), "--argon2-memory-kib", &ARGON2_KIB.to_string()])
         .args(["--import-max-memory-kib", &IMPORT_KIB.to_string(), "--verify-failure-limit", "0"])
-        .args(["--rate-verify-password", "off", "--log-format", "text"])
+        .args(["--rate-verify-password", "off", "--log-format", "text", "--secret-key", &secret_key])
         .env_remove("PWRESET_DATABASE_URL")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
@@ -367,6 +369,7 @@ async fn concurrent_checks_of_heavy_imported_hashes_keep_the_memory_promise() {
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("server: {line}");
             if line.contains("pwreset listening")
                 && let Some(at) = line.split("address=").nth(1)
             {
