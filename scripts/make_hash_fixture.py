@@ -73,3 +73,30 @@ for prefix in ["2a", "2b"]:
 p = pw()
 h = bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=10)).decode()
 line("bcrypt_2y", p, "$2y$" + h[4:], source="python bcrypt hashpw, $2b$ relabelled $2y$ as PHP writes it")
+
+# Hashes that import and must also verify (#21): argon2 with other output lengths than 32
+# bytes, and bcrypt whose salt is written with its unused bits set.
+p = pw()
+line("argon2id_hash_len_64", p, argon2.PasswordHasher(hash_len=64).hash(p),
+     source="argon2-cffi PasswordHasher(hash_len=64)")
+p = pw()
+line("argon2id_hash_len_16", p, argon2.PasswordHasher(hash_len=16).hash(p),
+     source="argon2-cffi PasswordHasher(hash_len=16)")
+# bcrypt's salt is 22 characters for 16 bytes: the last character's low 4 bits are unused.
+# python's bcrypt writes them as zero; some encoders do not. Setting them changes the
+# spelling, not the salt, so the hash is still the password's: libxcrypt's crypt(3), which
+# decodes as OpenBSD's bcrypt does, reads it as the same salt and gives back the canonical
+# hash (checked below when the crypt module is there); pyca/bcrypt refuses it.
+BCRYPT64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+p = pw()
+h = bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=10)).decode()
+loose = h[:28] + BCRYPT64[BCRYPT64.index(h[28]) | 0x0F] + h[29:]
+assert loose != h
+try:
+    import crypt  # noqa: E402  (deprecated, gone in 3.13; only a cross-check)
+    assert crypt.crypt(p, loose) == h, "libxcrypt reads another salt"
+    checked = "; libxcrypt crypt(3) reads the same salt"
+except ImportError:
+    checked = ""
+line("bcrypt_loose_salt", p, loose,
+     source=f"python bcrypt hashpw, the salt's last character with its unused low bits set{checked}")

@@ -150,10 +150,16 @@ impl App {
                 passwords: config.passwords.clone(),
                 tokens: config.tokens.clone(),
                 imports: config.hasher.imports,
+                verify_answer_floor: config.hasher.verify_answer_floor,
             },
             Arc::clone(&limits),
             Arc::clone(&guard),
         ));
+        // The answer floor starts from what is stored (a failed scan leaves it to the
+        // hashes seen at checks and imports, and the sweeper tries again).
+        if let Err(e) = accounts.scan_stored_hashes().await {
+            warn!(error = %e, "reading the stored hashes' costs failed; the password-check answer floor starts at zero");
+        }
         let reset = Arc::new(ResetService::start(
             core.clone(),
             hasher,
@@ -218,6 +224,7 @@ impl App {
         let fetcher = self.feed.start().await;
         let sweeper = tokio::spawn(sweep(
             Arc::clone(&self.reset),
+            Arc::clone(&self.accounts),
             Arc::clone(&self.limits),
             Arc::clone(&self.guard),
             self.server.sweep_interval,
@@ -480,17 +487,28 @@ async fn readiness(store: Store, health: HealthReporter, every: Duration, draini
 /// Periodically purges what is past retention and forgets idle rate-limit keys.
 async fn sweep(
     reset: Arc<ResetService>,
+    accounts: Arc<AccountService>,
     limits: Arc<Limits>,
     guard: Arc<FailureGuard>,
     every: std::time::Duration,
     stop: CancellationToken,
 ) {
+    /// How often the stored hashes are read again for the answer floor (a read pages
+    /// through every imported hash still stored).
+    const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scanned = clock::monotonic();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
+        }
+        if scanned.elapsed() >= SCAN_EVERY {
+            scanned = clock::monotonic();
+            if let Err(e) = accounts.scan_stored_hashes().await {
+                warn!(error = %e, "reading the stored hashes' costs failed; will retry");
+            }
         }
         limits.evict_idle();
         if let Err(e) = guard.evict_idle().await {

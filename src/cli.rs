@@ -192,17 +192,32 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_ALLOW_WEAK_IMPORTED_HASHES", global = true)]
     pub allow_weak_imported_hashes: bool,
 
-    /// Highest PBKDF2 iteration count accepted in an imported hash.
-    #[arg(long, env = "PWRESET_IMPORT_MAX_PBKDF2_ITERATIONS", default_value_t = 2_000_000, global = true)]
-    pub import_max_pbkdf2_iterations: u32,
+    /// Highest estimated cost of checking one imported hash, in milliseconds of one core
+    /// (priced over the whole parameter set: PBKDF2 iterations × output blocks, scrypt
+    /// N·r·p, argon2 m·t, bcrypt 2^cost); above it the hash is refused.
+    #[arg(long, env = "PWRESET_IMPORT_MAX_COST_MS", default_value_t = 1000, global = true)]
+    pub import_max_cost_ms: u64,
 
-    /// Highest bcrypt cost accepted in an imported hash.
-    #[arg(long, env = "PWRESET_IMPORT_MAX_BCRYPT_COST", default_value_t = 14, global = true)]
-    pub import_max_bcrypt_cost: u32,
+    /// Most memory (KiB) checking one imported hash may hold (argon2 m, scrypt 128·r·N);
+    /// above it the hash is refused.
+    #[arg(long, env = "PWRESET_IMPORT_MAX_MEMORY_KIB", default_value_t = 131_072, global = true)]
+    pub import_max_memory_kib: u64,
 
-    /// Most memory (KiB) an imported argon2 or scrypt hash may ask for.
-    #[arg(long, env = "PWRESET_IMPORT_MAX_MEMORY_KIB", default_value_t = 262_144, global = true)]
-    pub import_max_memory_kib: u32,
+    /// Replaced by --import-max-cost-ms (refused with a message saying so).
+    #[arg(long, env = "PWRESET_IMPORT_MAX_PBKDF2_ITERATIONS", hide = true, global = true)]
+    pub import_max_pbkdf2_iterations: Option<String>,
+
+    /// Replaced by --import-max-cost-ms (refused with a message saying so).
+    #[arg(long, env = "PWRESET_IMPORT_MAX_BCRYPT_COST", hide = true, global = true)]
+    pub import_max_bcrypt_cost: Option<String>,
+
+    /// No VerifyPassword (nor ChangePassword's check of the current password) is
+    /// answered sooner than this after it arrived, so accounts whose imported hashes
+    /// cost more than the server's own do not stand out. "auto": from the costliest
+    /// stored hash not under the server's argon2 parameters (none: no floor); or a
+    /// duration (0: off).
+    #[arg(long, env = "PWRESET_VERIFY_ANSWER_FLOOR", default_value = "auto", value_parser = parse_floor, global = true)]
+    pub verify_answer_floor: Floor,
 
     /// Per-client-IP limit on RequestToken, as COUNT/PERIOD or "off".
     #[arg(long, env = "PWRESET_RATE_REQUEST_TOKEN", default_value = "10/1m", global = true)]
@@ -438,4 +453,18 @@ impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.redacted())
     }
+}
+
+/// `--verify-answer-floor`: "auto" or a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    Auto,
+    Fixed(std::time::Duration),
+}
+
+fn parse_floor(text: &str) -> Result<Floor, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(Floor::Auto);
+    }
+    humantime::parse_duration(text).map(Floor::Fixed).map_err(|e| format!("\"auto\" or a duration: {e}"))
 }

@@ -252,15 +252,28 @@ impl TryFrom<&Settings> for Config {
 
         let params = Params::new(s.argon2_memory_kib, s.argon2_iterations, s.argon2_parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        if s.import_max_pbkdf2_iterations.is_some() || s.import_max_bcrypt_cost.is_some() {
+            bail!(
+                "--import-max-pbkdf2-iterations and --import-max-bcrypt-cost are gone: one ceiling prices the whole \
+                 parameter set of an imported hash, --import-max-cost-ms (with --import-max-memory-kib)"
+            );
+        }
         let imports = ImportLimits {
-            max_pbkdf2_iterations: s.import_max_pbkdf2_iterations,
-            max_bcrypt_cost: s.import_max_bcrypt_cost,
+            max_cost_micros: s.import_max_cost_ms.saturating_mul(1000),
             max_memory_kib: s.import_max_memory_kib,
             allow_weak: s.allow_weak_imported_hashes,
-            ..ImportLimits::default()
         };
-        let mut hasher =
-            HasherSettings { params, queue_depth: s.hash_queue_depth.max(1), imports, ..HasherSettings::default() };
+        let verify_answer_floor = match s.verify_answer_floor {
+            crate::cli::Floor::Auto => None,
+            crate::cli::Floor::Fixed(floor) => Some(floor),
+        };
+        let mut hasher = HasherSettings {
+            params,
+            queue_depth: s.hash_queue_depth.max(1),
+            imports,
+            verify_answer_floor,
+            ..HasherSettings::default()
+        };
         if let Some(workers) = s.hash_workers {
             if workers == 0 {
                 bail!("--hash-workers must be at least 1");
@@ -374,6 +387,7 @@ impl Config {
                 workers: 2,
                 queue_depth: 64,
                 imports: ImportLimits::default(),
+                verify_answer_floor: None,
             },
             limits: RateLimits::default(),
             clients: ClientIpSettings::default(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use super::clock;
 use super::email::Email;
 use super::error::{Error, Result};
 use super::event::{Channel, NewEvent, PasswordChangeReason};
@@ -36,6 +37,9 @@ pub struct AccountSettings {
     pub passwords: PasswordPolicy,
     pub tokens: TokenPolicy,
     pub imports: ImportLimits,
+    /// `VerifyPassword` and `ChangePassword`'s check answer no sooner than this after
+    /// they arrive; `None`: the hasher's [`Hasher::answer_floor`], from the stored hashes.
+    pub verify_answer_floor: Option<Duration>,
 }
 
 /// What a new account starts with.
@@ -123,7 +127,11 @@ impl AccountService {
                 let password = self.settings.passwords.check(&password, &email, "password")?;
                 Some(self.hasher.hash(password).await?)
             }
-            Credential::Imported(hash) => Some(imported::accept(&hash, &self.settings.imports, "password_hash")?),
+            Credential::Imported(hash) => {
+                let accepted = imported::accept(&hash, &self.settings.imports, "password_hash")?;
+                self.hasher.note_stored(&accepted);
+                Some(accepted)
+            }
             Credential::None => None,
         };
         let now = self.core.clock.now();
@@ -164,19 +172,55 @@ impl AccountService {
         Ok(account)
     }
 
+    /// Sets the automatic answer floor from the hashes in the store (at start-up, then on
+    /// every sweep, so it falls as migrated accounts are rehashed and rises after a
+    /// `pwreset import` run elsewhere): the costliest one not under the server's
+    /// parameters, read a page at a time.
+    pub async fn scan_stored_hashes(&self) -> Result<()> {
+        const PAGE: u64 = 1000;
+        let prefix = self.hasher.native_prefix().to_owned();
+        let (mut after, mut slowest) = (None, 0u64);
+        loop {
+            let (last, hashes) = self.core.store.foreign_hashes(&prefix, after, PAGE).await?;
+            slowest = hashes.iter().map(|h| self.hasher.cost_micros(h)).fold(slowest, u64::max);
+            match last {
+                Some(_) if (hashes.len() as u64) < PAGE => break,
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        self.hasher.set_slowest_stored(slowest);
+        Ok(())
+    }
+
+    /// No answer to a password check comes sooner than the floor after the call arrived:
+    /// an imported hash costs what its own algorithm costs, and without the floor a
+    /// migrated account would answer later than a native or unknown one. The wait
+    /// sleeps; the CPU does the same work.
+    async fn answer_floor(&self, arrived: tokio::time::Instant) {
+        let floor = self.settings.verify_answer_floor.unwrap_or_else(|| self.hasher.answer_floor());
+        if !floor.is_zero() {
+            clock::pause_until_precisely(arrived + floor).await;
+        }
+    }
+
     /// `Some(account_id)` for the right password of an active account; `None` for a
     /// wrong password, an unknown e-mail or an inactive account, after the same argon2
-    /// work. A hash made under older parameters is upgraded on success.
+    /// work and the same answer floor. A hash made under older parameters is upgraded on
+    /// success.
     pub async fn verify_password(
         &self,
         email: Email,
         password: Password,
         client: &ClientInfo,
     ) -> Result<Option<AccountId>> {
+        let arrived = clock::monotonic();
         self.limits.check(Rpc::VerifyPassword, client)?;
         let password = password.normalised()?;
         let record = self.core.store.account_by_email(&email).await?;
-        let valid = self.check_under_lockout(&email, record, password).await?;
+        let valid = self.check_under_lockout(&email, record, password).await;
+        self.answer_floor(arrived).await;
+        let valid = valid?;
         info!(outcome = if valid.is_some() { "valid" } else { "invalid" }, client_ip = %client.ip_string(), "password verified");
         Ok(valid.map(|(id, _)| id))
     }
@@ -236,15 +280,20 @@ impl AccountService {
         new: Password,
         client: &ClientInfo,
     ) -> Result<()> {
+        let arrived = clock::monotonic();
         self.limits.check(Rpc::VerifyPassword, client)?;
         let current_normalised = current.normalised_for("current_password")?;
         let record = self.core.store.account_by_id(id).await?;
         let found = record.as_ref().map(|r| r.account.clone());
         let checked = match &found {
-            Some(account) => self.check_under_lockout(&account.email, record, current_normalised).await?,
+            Some(account) => self.check_under_lockout(&account.email, record, current_normalised).await,
             // Unknown: no address to lock, but the same argon2 work.
-            None => self.check_password(None, current_normalised).await?,
+            None => self.check_password(None, current_normalised).await,
         };
+        // Whichever hash was checked, the answer (wrong password included) comes no
+        // sooner than the floor.
+        self.answer_floor(arrived).await;
+        let checked = checked?;
         let (account, old_hash) = match (found, checked) {
             (None, _) => return Err(Error::AccountNotFound),
             (Some(account), _) if !account.active => return Err(Error::AccountInactive),

@@ -1,12 +1,17 @@
 //! Argon2id hashing on a fixed pool of worker threads behind a bounded queue.
 //!
-//! Each worker owns one preallocated memory block and reuses it for every hash, so
-//! peak memory is `workers × m_cost` KiB however many calls arrive; a full queue is
-//! [`Error::HashingBusy`] at once, never a wait.
+//! Each worker owns one preallocated memory block and reuses it for every hash under the
+//! server's parameters; a hash made elsewhere (imported, or under older parameters) is
+//! checked on the same workers, in memory of its own freed after the check and bounded
+//! by `--import-max-memory-kib`. So peak hashing memory is
+//! `workers × (m_cost + the import memory ceiling)` KiB however many calls arrive; a
+//! full queue is [`Error::HashingBusy`] at once, never a wait.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use anyhow::{Context, anyhow};
@@ -14,7 +19,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use rand::TryRng;
 use tokio::sync::oneshot;
-use tracing::Span;
+use tracing::{Span, warn};
 
 use super::error::{Error, Result};
 use super::imported::{self, ImportLimits};
@@ -22,8 +27,6 @@ use super::password::NormalisedPassword;
 
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
-/// A stored hash asking for more memory than this (KiB) is refused rather than run.
-const MAX_VERIFY_M_COST: u32 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct HasherSettings {
@@ -34,12 +37,20 @@ pub struct HasherSettings {
     pub queue_depth: usize,
     /// The work factors accepted in imported hashes (see `imported`).
     pub imports: ImportLimits,
+    /// The least time a password check answers in; `None`: [`Hasher::answer_floor`].
+    pub verify_answer_floor: Option<Duration>,
 }
 
 impl Default for HasherSettings {
     fn default() -> Self {
         let workers = thread::available_parallelism().map_or(2, |n| n.get());
-        Self { params: Params::DEFAULT, workers, queue_depth: 64, imports: ImportLimits::default() }
+        Self {
+            params: Params::DEFAULT,
+            workers,
+            queue_depth: 64,
+            imports: ImportLimits::default(),
+            verify_answer_floor: None,
+        }
     }
 }
 
@@ -62,7 +73,23 @@ pub struct Hasher {
     /// A hash of a random password under the current parameters: verifying against it
     /// costs what a real check costs, for unknown and inactive accounts.
     dummy: String,
+    /// What the dummy starts with (`$argon2id$v=19$m=…,t=…,p=…$`): a stored hash that
+    /// does not is checked with another algorithm or other parameters.
+    native_prefix: String,
+    /// Estimated cost of a check under the server's parameters, microseconds.
+    native_micros: u64,
+    /// The costliest estimate among the other hashes known to be stored (0: none).
+    slowest_foreign_micros: AtomicU64,
+    /// The longest a check of such a hash has taken on a worker since the last scan of
+    /// the store: the estimate is for an idle core, this is what the machine does.
+    observed: Arc<AtomicU64>,
 }
+
+/// How much longer than its estimate a check of the slowest stored hash may take, in
+/// quarters, and the time the rest of a check takes (look-up, attempt count), so that
+/// the answer floor covers the whole call.
+const FLOOR_QUARTERS: u64 = 5;
+const FLOOR_MARGIN: Duration = Duration::from_millis(5);
 
 impl Hasher {
     pub fn start(settings: &HasherSettings) -> anyhow::Result<Self> {
@@ -72,15 +99,78 @@ impl Hasher {
         let mut random = [0u8; 32];
         rand::rngs::SysRng.try_fill_bytes(&mut random).map_err(|e| anyhow!("OS RNG: {e}"))?;
         let dummy = dummy_worker.hash(&random).context("hashing the dummy password")?;
+        // A hash of this server's own, under older parameters up to today's, is never
+        // over the import ceilings.
+        let native = imported::cost_of(&dummy).unwrap_or_default();
+        let limits = ImportLimits {
+            max_cost_micros: settings.imports.max_cost_micros.max(native.micros),
+            max_memory_kib: settings.imports.max_memory_kib.max(native.memory_kib),
+            ..settings.imports
+        };
+        let observed = Arc::new(AtomicU64::new(0));
         for n in 0..settings.workers.max(1) {
             let jobs = Arc::clone(&jobs);
-            let worker = Worker::new(settings.params.clone(), settings.imports);
+            let mut worker = Worker::new(settings.params.clone(), limits);
+            worker.observed = Some(Arc::clone(&observed));
             thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || worker.run(&jobs))
                 .context("spawning a hashing worker")?;
         }
-        Ok(Self { queue, dummy })
+        let native_prefix = dummy.rsplitn(3, '$').nth(2).map(|p| format!("{p}$")).unwrap_or_default();
+        Ok(Self {
+            queue,
+            dummy,
+            native_prefix,
+            native_micros: native.micros,
+            slowest_foreign_micros: AtomicU64::new(0),
+            observed,
+        })
+    }
+
+    /// Notes a hash known to be stored (imported, found at a check, or by a scan of the
+    /// store): one not under the server's parameters raises the answer floor to its cost.
+    pub fn note_stored(&self, stored: &str) {
+        if stored.starts_with(&self.native_prefix) {
+            return;
+        }
+        let micros = imported::cost_of(stored).map_or(0, |c| c.micros);
+        self.slowest_foreign_micros.fetch_max(micros.max(1), Ordering::Relaxed);
+    }
+
+    /// Replaces what was noted with a fresh scan of the store (the costliest estimate
+    /// among its hashes not under the server's parameters, 0 for none).
+    pub fn set_slowest_stored(&self, slowest_micros: u64) {
+        self.slowest_foreign_micros.store(slowest_micros, Ordering::Relaxed);
+        self.observed.store(0, Ordering::Relaxed);
+    }
+
+    /// What a hash under the server's parameters starts with.
+    pub fn native_prefix(&self) -> &str {
+        &self.native_prefix
+    }
+
+    /// The estimated cost of checking `stored`, microseconds of one core.
+    pub fn cost_micros(&self, stored: &str) -> u64 {
+        if stored.starts_with(&self.native_prefix) {
+            return self.native_micros;
+        }
+        imported::cost_of(stored).map_or(self.native_micros, |c| c.micros.max(self.native_micros))
+    }
+
+    /// How long a password check should take at least so that every stored hash known
+    /// answers in the same time as an unknown address: zero while every stored hash is
+    /// under the server's parameters, else 1.25 × the slowest one's estimate (at least the
+    /// server's own) or the longest such a check has taken since the last scan, + 5 ms.
+    pub fn answer_floor(&self) -> Duration {
+        let slowest = self.slowest_foreign_micros.load(Ordering::Relaxed);
+        if slowest == 0 {
+            return Duration::ZERO;
+        }
+        let estimated = slowest.max(self.native_micros).saturating_mul(FLOOR_QUARTERS) / 4;
+        // Already what the machine took, contention included: no margin on top.
+        let observed = self.observed.load(Ordering::Relaxed);
+        Duration::from_micros(estimated.max(observed)) + FLOOR_MARGIN
     }
 
     pub async fn hash(&self, password: NormalisedPassword) -> Result<String> {
@@ -93,6 +183,9 @@ impl Hasher {
     /// (in which case the answer is always `No`, after the same amount of work).
     pub async fn verify(&self, password: NormalisedPassword, phc: Option<&str>) -> Result<Verified> {
         let (reply, answer) = oneshot::channel();
+        if let Some(stored) = phc {
+            self.note_stored(stored);
+        }
         let phc_text = phc.unwrap_or(&self.dummy).to_owned();
         self.submit(Job::Verify { password, phc: phc_text, reply })?;
         let verified = answer.await.map_err(|_| Error::Internal(anyhow!("hashing worker stopped")))??;
@@ -118,12 +211,14 @@ struct Worker {
     params: Params,
     memory: Vec<Block>,
     imports: ImportLimits,
+    /// Where the longest check of a foreign hash is recorded (see `Hasher::observed`).
+    observed: Option<Arc<AtomicU64>>,
 }
 
 impl Worker {
     fn new(params: Params, imports: ImportLimits) -> Self {
         let memory = vec![Block::new(); params.block_count()];
-        Self { params, memory, imports }
+        Self { params, memory, imports, observed: None }
     }
 
     fn run(mut self, jobs: &Mutex<Receiver<(Job, Span, Instant)>>) {
@@ -162,55 +257,64 @@ impl Worker {
         Ok(phc.to_string())
     }
 
-    fn verify(&mut self, password: &[u8], phc: &str) -> anyhow::Result<Verified> {
-        if !phc.starts_with("$argon2id$") {
-            // Imported from another system: its own algorithm, then the server's argon2id.
-            return Ok(if imported::verify(password, phc, &self.imports)? {
-                Verified::YesRehashed(self.hash(password)?)
-            } else {
-                Verified::No
-            });
-        }
-        let parsed = PasswordHash::new(phc).map_err(|e| anyhow!("stored hash is not a PHC string: {e}"))?;
-        if parsed.algorithm != ARGON2ID_IDENT {
-            return Err(anyhow!("stored hash is not argon2id"));
-        }
-        let params = Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
-        if params.m_cost() > MAX_VERIFY_M_COST {
-            return Err(anyhow!("stored hash asks for {} KiB", params.m_cost()));
-        }
-        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-            return Err(anyhow!("stored hash has no salt or output"));
+    /// A stored hash that cannot be checked (malformed, or over an import ceiling lowered
+    /// since it was stored) is a mismatch after the same work as a real check, logged:
+    /// never an error the caller could tell from a wrong password.
+    fn verify(&mut self, password: &[u8], stored: &str) -> anyhow::Result<Verified> {
+        let matched = match self.current(stored) {
+            Some((salt, expected)) => self.compute(password, &salt, &self.params.clone()).map(|out| {
+                // `Output`'s equality is constant-time.
+                Output::new(&out).is_ok_and(|out| out == expected)
+            }),
+            // Imported from another system, or made under older parameters: its own
+            // algorithm, then the server's argon2id.
+            None => {
+                let started = super::clock::monotonic();
+                let matched = imported::verify(password, stored, &self.imports);
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                if let Some(observed) = &self.observed {
+                    observed.fetch_max(took, Ordering::Relaxed);
+                }
+                matched
+            }
         };
-        let computed = self.compute(password, salt.as_ref(), &params)?;
-        // `Output`'s equality is constant-time.
-        if Output::new(&computed).map_err(|e| anyhow!("output: {e}"))? != expected {
-            return Ok(Verified::No);
+        match matched {
+            Ok(true) if self.current(stored).is_some() => Ok(Verified::Yes),
+            Ok(true) => Ok(Verified::YesRehashed(self.hash(password)?)),
+            Ok(false) => Ok(Verified::No),
+            Err(e) => {
+                warn!(reason = %format!("{e:#}"), "a stored password hash could not be checked; answered as a mismatch");
+                metrics::counter!("pwreset_hash_unverifiable_total").increment(1);
+                let _ = self.compute(password, &[0u8; SALT_LEN], &self.params.clone());
+                Ok(Verified::No)
+            }
         }
+    }
+
+    /// The salt and output of a hash made under the server's current parameters.
+    fn current(&self, stored: &str) -> Option<(Vec<u8>, Output)> {
+        if !stored.starts_with("$argon2id$v=19$") {
+            return None;
+        }
+        let parsed = PasswordHash::new(stored).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
         let current = &self.params;
-        let outdated = params.m_cost() != current.m_cost()
-            || params.t_cost() != current.t_cost()
-            || params.p_cost() != current.p_cost()
-            || parsed.version != Some(Version::V0x13.into());
-        Ok(if outdated { Verified::YesRehashed(self.hash(password)?) } else { Verified::Yes })
+        let same = parsed.algorithm == ARGON2ID_IDENT
+            && params.m_cost() == current.m_cost()
+            && params.t_cost() == current.t_cost()
+            && params.p_cost() == current.p_cost();
+        match (same, parsed.salt, parsed.hash) {
+            (true, Some(salt), Some(hash)) if hash.len() == OUTPUT_LEN => Some((salt.as_ref().to_vec(), hash)),
+            _ => None,
+        }
     }
 
     fn compute(&mut self, password: &[u8], salt: &[u8], params: &Params) -> anyhow::Result<[u8; OUTPUT_LEN]> {
-        let blocks = params.block_count();
-        if self.memory.len() < blocks {
-            // Only for hashes made under larger, older parameters; shrunk again below.
-            self.memory.resize(blocks, Block::new());
-        }
         let mut out = [0u8; OUTPUT_LEN];
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let memory = self.memory.get_mut(..blocks).ok_or_else(|| anyhow!("argon2 memory"))?;
-        let result = argon.hash_password_into_with_memory(password, salt, &mut out, memory);
-        let own = self.params.block_count();
-        if self.memory.len() > own {
-            self.memory.truncate(own);
-            self.memory.shrink_to_fit();
-        }
-        result.map_err(|e| anyhow!("argon2: {e}"))?;
+        argon
+            .hash_password_into_with_memory(password, salt, &mut out, &mut self.memory)
+            .map_err(|e| anyhow!("argon2: {e}"))?;
         Ok(out)
     }
 }
@@ -226,6 +330,7 @@ mod tests {
             workers: 1,
             queue_depth: 4,
             imports: ImportLimits::default(),
+            verify_answer_floor: None,
         }
     }
 

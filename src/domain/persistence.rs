@@ -154,6 +154,14 @@ pub trait AccountStore: Send + Sync {
     async fn password_history(&self, id: AccountId, limit: u32) -> Result<Vec<String>>;
     /// Deletes every account's previous hashes beyond its `keep` newest; how many.
     async fn trim_password_histories(&self, keep: u32) -> Result<u64>;
+    /// The stored hashes that do not start with `prefix` (made elsewhere or under other
+    /// parameters), a page of at most `limit` in id order after `after`: (last id, hashes).
+    async fn foreign_hashes(
+        &self,
+        prefix: &str,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<(Option<uuid::Uuid>, Vec<String>)>;
 }
 
 #[async_trait]

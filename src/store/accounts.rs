@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    SqlErr, TransactionTrait,
 };
 use tracing::instrument;
 
@@ -22,6 +23,30 @@ use crate::domain::{Account, AccountId, Error, Result};
 
 #[async_trait]
 impl AccountStore for Store {
+    #[instrument(skip_all, err, level = "debug")]
+    async fn foreign_hashes(
+        &self,
+        prefix: &str,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<(Option<uuid::Uuid>, Vec<String>)> {
+        // LIKE's wildcards in the prefix ('_' in none today) would only widen the match.
+        let mut query = accounts::Entity::find()
+            .select_only()
+            .column(accounts::Column::Id)
+            .column(accounts::Column::PasswordHash)
+            .filter(accounts::Column::PasswordHash.is_not_null())
+            .filter(accounts::Column::PasswordHash.not_like(format!("{prefix}%")))
+            .order_by_asc(accounts::Column::Id)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.filter(accounts::Column::Id.gt(after));
+        }
+        let rows: Vec<(uuid::Uuid, Option<String>)> = query.into_tuple().all(&self.db).await.db()?;
+        let last = rows.last().map(|(id, _)| *id);
+        Ok((last, rows.into_iter().filter_map(|(_, hash)| hash).collect()))
+    }
+
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)> {
         let model = account_model(new);
