@@ -161,15 +161,18 @@ impl Hasher {
     /// How long a password check should take at least so that every stored hash known
     /// answers in the same time as an unknown address: zero while every stored hash is
     /// under the server's parameters, else 1.25 × the slowest one's estimate (at least the
-    /// server's own) or the longest such a check has taken since the last scan, + 5 ms.
+    /// server's own) or the longest such a check has taken since the last scan (capped at
+    /// twice that), + 5 ms.
     pub fn answer_floor(&self) -> Duration {
         let slowest = self.slowest_foreign_micros.load(Ordering::Relaxed);
         if slowest == 0 {
             return Duration::ZERO;
         }
         let estimated = slowest.max(self.native_micros).saturating_mul(FLOOR_QUARTERS) / 4;
-        // Already what the machine took, contention included: no margin on top.
-        let observed = self.observed.load(Ordering::Relaxed);
+        // Already what the machine took, contention included: no margin on top; but at
+        // most twice the estimate, so one check slowed by a busy moment does not set
+        // every login's time until the next scan.
+        let observed = self.observed.load(Ordering::Relaxed).min(estimated.saturating_mul(2));
         Duration::from_micros(estimated.max(observed)) + FLOOR_MARGIN
     }
 
