@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use lettre::message::Mailbox;
+use pwreset::cli::Secret;
 use pwreset::domain::clock::{self, Clock, SystemClock};
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{Channel, Event, PasswordChangeReason, SubscribeEventsRequest, TokenPurpose, event};
@@ -35,30 +36,6 @@ use cursor::{Admit, Cursor, Ledger};
 use deliver::{Delivery, Job, LANE_DEPTH, Senders, Work};
 use render::{Kind, Renderer, context_for, link};
 use send::{Envelope, MailSender, Text, TextSender};
-
-/// A setting that may carry a credential (a key, a password in a URL, a query key): its
-/// `Debug` never shows it, and its flag hides the environment's value in `--help`.
-#[derive(Clone)]
-struct Secret(String);
-
-impl Secret {
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<hidden>")
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset-notify", version, about)]

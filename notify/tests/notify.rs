@@ -359,32 +359,10 @@ async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             let (mut socket, _) = listener.accept().await.unwrap();
             let record = Arc::clone(&record);
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            break;
-                        }
-                    }
-                }
+                let request = read_request(&mut socket).await;
                 let first = {
                     let mut seen = record.lock().unwrap();
-                    seen.push(String::from_utf8_lossy(&request).into_owned());
+                    seen.push(request);
                     seen.len() == 1
                 };
                 let status = if first { "503 Service Unavailable" } else { "200 OK" };

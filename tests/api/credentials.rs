@@ -66,15 +66,7 @@ async fn a_plain_text_list_refuses_its_passwords_everywhere() {
 #[tokio::test]
 async fn a_hash_list_with_a_header_line_refuses_its_passwords() {
     // Was read as plain text (the format guessed from line 1): every listed password passed.
-    let mut lines: Vec<String> = (0..302)
-        .map(|i| format!("listed {i} over quiet fields"))
-        .chain([LEAKED.to_owned()])
-        .map(|p| {
-            let hex: String = Sha1::digest(p.as_bytes()).iter().map(|b| format!("{b:02X}")).collect();
-            format!("{hex}:{}", p.len())
-        })
-        .collect();
-    lines.sort();
+    let lines = hibp_lines((0..302).map(|i| format!("listed {i} over quiet fields")));
     let contents = format!("SHA1:Count\r\n{}\r\n", lines.join("\r\n"));
     let (app, _dir) = app_with_list(&contents, "pwned-with-header.txt").await;
     refused_everywhere(&app).await;
@@ -82,8 +74,14 @@ async fn a_hash_list_with_a_header_line_refuses_its_passwords() {
 
 #[tokio::test]
 async fn a_sorted_hibp_download_refuses_its_passwords_everywhere() {
-    let mut lines: Vec<String> = (0..2000)
-        .map(|i| format!("other {i}"))
+    let lines = hibp_lines((0..2000).map(|i| format!("other {i}")));
+    let (app, _dir) = app_with_list(&(lines.join("\r\n") + "\r\n"), "pwned-passwords-ordered-by-hash.txt").await;
+    refused_everywhere(&app).await;
+}
+
+/// `passwords` and `LEAKED` as a HIBP download: `SHA1-HEX:count` lines sorted by hash.
+fn hibp_lines(passwords: impl Iterator<Item = String>) -> Vec<String> {
+    let mut lines: Vec<String> = passwords
         .chain([LEAKED.to_owned()])
         .map(|p| {
             let hex: String = Sha1::digest(p.as_bytes()).iter().map(|b| format!("{b:02X}")).collect();
@@ -91,8 +89,7 @@ async fn a_sorted_hibp_download_refuses_its_passwords_everywhere() {
         })
         .collect();
     lines.sort();
-    let (app, _dir) = app_with_list(&(lines.join("\r\n") + "\r\n"), "pwned-passwords-ordered-by-hash.txt").await;
-    refused_everywhere(&app).await;
+    lines
 }
 
 #[tokio::test]
