@@ -934,10 +934,9 @@ fn help_never_shows_the_values_of_secret_settings() {
     assert!(!help.contains("hunter2"), "--help shows a secret: {help}");
 }
 
-/// A client of /metrics that sends nothing, or a head that never ends, is cut off
-/// (read timeout, size cap) and others are still served.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_silent_or_endless_metrics_client_is_cut_off() {
+/// A notifier with its health and metrics port, once `/healthz` answers 200: the
+/// server it follows, the child, the port's address and its folders.
+async fn notifier_serving_health() -> (Server, Child, String, (TempDir, TempDir)) {
     let server = server().await;
     let (out, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -951,6 +950,14 @@ async fn a_silent_or_endless_metrics_client_is_cut_off() {
         response.starts_with("HTTP/1.1 200").then_some(())
     })
     .await;
+    (server, child, metrics, (out, dir))
+}
+
+/// A client of /metrics that sends nothing, or a head that never ends, is cut off
+/// (read timeout, size cap) and others are still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_or_endless_metrics_client_is_cut_off() {
+    let (_server, child, metrics, _dirs) = notifier_serving_health().await;
     let mut silent = tokio::net::TcpStream::connect(&metrics).await.unwrap();
     let mut endless = tokio::net::TcpStream::connect(&metrics).await.unwrap();
     let mut head = b"GET /metrics HTTP/1.1\r\nx-padding: ".to_vec();
@@ -972,19 +979,7 @@ async fn a_silent_or_endless_metrics_client_is_cut_off() {
 /// waited longest for its head is closed to admit the new one.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_past_the_cap_do_not_starve_the_health_probe() {
-    let server = server().await;
-    let (out, dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let args = ["--out-dir", out.path().to_str().unwrap(), "--metrics-listen", &metrics];
-    let child = notifier(&server, &dir.path().join("cursor"), &args).spawn().unwrap();
-    eventually("/healthz answers 200", || async {
-        let Ok(mut socket) = tokio::net::TcpStream::connect(&metrics).await else { return None };
-        socket.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.ok()?;
-        let mut response = String::new();
-        socket.read_to_string(&mut response).await.ok()?;
-        response.starts_with("HTTP/1.1 200").then_some(())
-    })
-    .await;
+    let (_server, child, metrics, _dirs) = notifier_serving_health().await;
     let mut idle = Vec::new();
     for _ in 0..80 {
         idle.push(tokio::net::TcpStream::connect(&metrics).await.unwrap());
