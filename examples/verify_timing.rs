@@ -1,7 +1,7 @@
 //! `VerifyPassword` side by side for an unknown address, a native account and accounts
 //! imported in each format of `tests/fixtures/imported_hashes.jsonl` (wrong passwords,
 //! one call at a time, interleaved): how long each answer takes, as a caller measures it.
-//! Seeds its accounts on first use (idempotent). For #21 (README "Abuse resistance").
+//! Seeds its accounts on first use (idempotent). Its figures are in README "Abuse resistance".
 //!
 //! `cargo run --release --example verify_timing -- http://127.0.0.1:50061 [ROUNDS]`
 

@@ -1,4 +1,4 @@
-//! Lookalike usernames are one login (#21): `accounts.username_skeleton`, the UTS #39
+//! Lookalike usernames are one login: `accounts.username_skeleton`, the UTS #39
 //! confusable skeleton of the username's normal form, unique when set; accounts are
 //! found by it. Existing usernames get theirs here, computed by the service's own rule
 //! (handed in with [`crate::set_username_key`]).

@@ -158,7 +158,7 @@ fn domain_form(domain: &str) -> std::result::Result<String, String> {
     Ok(unicode)
 }
 
-/// The normal form of the rule before #21, for [`Email::parse_for_lookup`] only.
+/// The normal form of the rule before the addr-spec rule, for [`Email::parse_for_lookup`] only.
 fn legacy(raw: &str) -> Option<String> {
     let normalised = raw.trim().to_lowercase();
     let (local, domain) = normalised.rsplit_once('@')?;
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn refused_spellings() {
         for bad in [
-            // The attack of #21: lettre reads these as mailboxes of victim@example.com.
+            // The display-name attack: lettre reads these as mailboxes of victim@example.com.
             "n0<victim@example.com>",
             // Source routes relays still honour.
             "victim%evil.example@example.com",
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_lookup_also_finds_addresses_stored_under_the_old_rule() {
-        // Not an addr-spec, but it was accepted and stored before #21.
+        // Not an addr-spec, but it was accepted and stored under the earlier rule.
         for (raw, stored) in
             [(" Odd..Name@Example.com ", "odd..name@example.com"), ("ada@exa_mple.com", "ada@exa_mple.com")]
         {

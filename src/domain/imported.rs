@@ -441,7 +441,7 @@ mod tests {
         assert!(matches!(err, Err(Error::InvalidArgument { .. })), "{err:?}");
     }
 
-    /// The hashes: each under every former per-parameter ceiling, each seconds
+    /// Hashes each under every former per-parameter ceiling, each seconds
     /// of work; the whole parameter set is priced, so each is over the one ceiling.
     #[test]
     fn costly_combinations_of_allowed_parameters_are_refused() {

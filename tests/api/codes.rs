@@ -1,39 +1,22 @@
-//! Short codes under attack (#21): a guess that was looked up is a guess that counted,
+//! Short codes under attack: a guess that was looked up is a guess that counted,
 //! whatever happens to the call, and a code checked with a login takes as long whether
 //! or not the login exists.
 
 use std::time::Duration;
 
 use pwreset::domain::clock::monotonic;
-use pwreset::proto::{ConfirmRequest, CreateAccountRequest, RequestTokenRequest, ValidateTokenRequest};
+use pwreset::proto::ConfirmRequest;
 use pwreset::store::entity::reset_tokens;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::{Code, Request};
 
 use crate::abuse::{release_the_writer, stall_the_writer};
 use crate::helpers::*;
+use crate::logins::{ada, by_phone, harvest, validate};
 
 const PHONE: &str = "+447911123456";
 /// Of the same country and kind as `PHONE`: parsing a number costs what its metadata does.
 const UNKNOWN_PHONE: &str = "+447911123457";
-
-async fn ada(app: &TestApp) -> pwreset::proto::Account {
-    app.accounts()
-        .create_account(CreateAccountRequest {
-            email: "ada@example.com".into(),
-            password: Some(STRONG.into()),
-            username: "ada.lovelace".into(),
-            phone: PHONE.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner()
-}
-
-fn validate(token: &str, login: &str) -> ValidateTokenRequest {
-    ValidateTokenRequest { token: token.into(), login: login.into() }
-}
 
 fn confirm(token: &str, login: &str) -> ConfirmRequest {
     ConfirmRequest { token: token.into(), new_password: OTHER_STRONG.into(), login: login.into() }
@@ -41,12 +24,7 @@ fn confirm(token: &str, login: &str) -> ConfirmRequest {
 
 /// Asks for a code by phone and takes it from the event stream.
 async fn sms_code(app: &TestApp) -> String {
-    let mut events = app.subscribe(None).await;
-    app.reset()
-        .request_token(RequestTokenRequest { phone: PHONE.into(), ..Default::default() })
-        .await
-        .expect("request");
-    token_created(next_event(&mut events).await).token
+    harvest(app, by_phone(PHONE)).await.token
 }
 
 /// `count` codes of the default range, none of them `real`.
@@ -66,7 +44,7 @@ async fn failed_attempts(app: &TestApp, account_id: &str) -> Vec<(i32, bool)> {
     rows.into_iter().map(|t| (t.failed_attempts, t.revoked_at.is_some())).collect()
 }
 
-/// The attack of #21: while another transaction holds the lock the failure count needs
+/// The attack: while another transaction holds the lock the failure count needs
 /// (SQLite's write lock; PostgreSQL's outbox lock), nine wrong codes and then the right
 /// one, each with a 150 ms deadline. Before, each wrong code was looked up, its count
 /// then waited for the lock and was dropped with the call, and the right code answered

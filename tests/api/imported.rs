@@ -173,7 +173,7 @@ async fn refused_lines_are_reported_by_number_and_fail_the_command() {
     assert!(!verify(&app, &good.email, &good.password).await, "inactive: refused like any inactive account");
 }
 
-/// The hashes: each under every former per-parameter ceiling, each seconds of one
+/// Hashes each under every former per-parameter ceiling, each seconds of one
 /// core per check (a 366-byte PBKDF2-SHA1 output is 19 runs of its iterations). The whole
 /// parameter set is priced: refused by `CreateAccount` and by `pwreset import`.
 fn costly_hashes() -> Vec<String> {
@@ -241,7 +241,7 @@ fn median(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Item 2 of #21: an account imported with a costlier hash than the server's own answers
+/// An account imported with a costlier hash than the server's own answers
 /// `VerifyPassword` in the time an unknown or native one does (medians of interleaved
 /// samples, wrong passwords). Without the answer floor the imported ones took their own
 /// algorithm's time on top.

@@ -18,7 +18,7 @@ use crate::helpers::*;
 const PHONE: &str = "+44 7911 123456";
 const E164: &str = "+447911123456";
 
-async fn ada(app: &TestApp) -> pwreset::proto::Account {
+pub(crate) async fn ada(app: &TestApp) -> pwreset::proto::Account {
     app.accounts()
         .create_account(CreateAccountRequest {
             email: "ada@example.com".into(),
@@ -36,16 +36,16 @@ fn by_username(username: &str) -> RequestTokenRequest {
     RequestTokenRequest { username: username.into(), ..Default::default() }
 }
 
-fn by_phone(phone: &str) -> RequestTokenRequest {
+pub(crate) fn by_phone(phone: &str) -> RequestTokenRequest {
     RequestTokenRequest { phone: phone.into(), ..Default::default() }
 }
 
-fn validate(token: &str, login: &str) -> ValidateTokenRequest {
+pub(crate) fn validate(token: &str, login: &str) -> ValidateTokenRequest {
     ValidateTokenRequest { token: token.into(), login: login.into() }
 }
 
 /// Requests a token with `request` and takes its event from the stream.
-async fn harvest(app: &TestApp, request: RequestTokenRequest) -> pwreset::proto::TokenCreated {
+pub(crate) async fn harvest(app: &TestApp, request: RequestTokenRequest) -> pwreset::proto::TokenCreated {
     let mut events = app.subscribe(None).await;
     app.reset().request_token(request).await.expect("request");
     token_created(next_event(&mut events).await)

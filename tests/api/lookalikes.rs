@@ -1,4 +1,4 @@
-//! Logins that look alike are one login, and an e-mail is a bare address (#21):
+//! Logins that look alike are one login, and an e-mail is a bare address:
 //! usernames by PRECIS, case folding and UTS #39 skeleton (unique in the database, also
 //! under a race, and for usernames stored before), addresses without display names,
 //! comments or lists, with one cap per mailbox however it is spelled.
@@ -64,7 +64,7 @@ async fn lookalike_usernames_are_one_login() {
     }
     for (email, refused) in [
         ("f@example.com", "аdmin_x7"), // Cyrillic а among Latin
-        ("g@example.com", "ΟΔΟΣ42d2"), // Greek with a Latin d (the pair)
+        ("g@example.com", "ΟΔΟΣ42d2"), // Greek with a Latin d
         ("h@example.com", "οδοσ42d2"),
         ("i@example.com", "bob\u{3164}x"), // HANGUL FILLER
         ("j@example.com", "bob\u{200b}"),  // zero-width space

@@ -12,7 +12,7 @@ pub struct Model {
     pub created_at: i64,
     pub updated_at: i64,
     pub password_changed_at: Option<i64>,
-    /// The normal form when it was stored (NFKC and lower case before #21, PRECIS and
+    /// The normal form when it was stored (NFKC and lower case before the PRECIS rule, PRECIS and
     /// case folded since); shown, not compared.
     pub username: Option<String>,
     /// E.164; unique when set.
