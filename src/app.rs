@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use pwreset_proto::clock;
+use pwreset_proto::clock::SharedClock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -19,8 +21,6 @@ use crate::domain::Core;
 use crate::domain::accounts::{AccountService, AccountSettings};
 use crate::domain::bus::EventBus;
 use crate::domain::cache::{self, TokenCache};
-use crate::domain::clock;
-use crate::domain::clock::SharedClock;
 use crate::domain::guard::FailureGuard;
 use crate::domain::hasher::Hasher;
 use crate::domain::limits::Limits;
@@ -87,7 +87,7 @@ pub async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<c
     if config.migrate {
         store.migrate().await?;
     }
-    let now = crate::domain::clock::Clock::now(&crate::domain::clock::SystemClock);
+    let now = clock::Clock::now(&clock::SystemClock);
     let summary = crate::import::import(file, &store, &config.hasher.imports, now).await;
     store.close().await?;
     summary

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pwreset_proto::redact;
+use pwreset_proto::secret::Secret;
 
 use crate::domain::limits::Rate;
 
@@ -391,29 +393,6 @@ impl std::str::FromStr for RateArg {
     }
 }
 
-/// A value that must not reach a log: `Debug` prints `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// A database URL. `Debug` shows it with its password replaced, so settings can be
 /// logged; the URL itself is read with `as_str` (or through `Deref`).
 #[derive(Clone, PartialEq, Eq)]
@@ -431,7 +410,7 @@ impl DatabaseUrl {
     /// The URL with the password of its user info (`user:password@`) and its query
     /// replaced.
     pub fn redacted(&self) -> String {
-        crate::redact::url(&self.0)
+        redact::url(&self.0)
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use argon2::Params;
+pub use pwreset_proto::secret::Secret;
 
-pub use crate::cli::{DatabaseUrl, Secret};
+pub use crate::cli::DatabaseUrl;
 use crate::cli::{GeneratorKind, Settings};
 use crate::domain::breached::BreachedPasswords;
 use crate::domain::guard::FailureLimit;

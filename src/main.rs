@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pwreset::cli::{Cli, Command};
-use pwreset::domain::clock::SystemClock;
 use pwreset::{App, Config};
+use pwreset_proto::clock::SystemClock;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -3,6 +3,7 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use pwreset_proto::ops_endpoint::{self, Method, Reply};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -76,7 +77,6 @@ pub fn init(format: LogFormat) -> Telemetry {
 /// reads to argon2-bound calls waiting in the hashing queue.
 const SECONDS_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-const MAX_SCRAPE_REQUEST: usize = 8 * 1024;
 
 static RECORDER: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
     std::sync::OnceLock::new();
@@ -97,55 +97,25 @@ pub fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::Promethe
 }
 
 /// Serves `GET /metrics` in the Prometheus text format until `stop`. `refresh` updates
-/// the gauges that are read on demand (pool use, subscribers, outbox lag) first.
-///
-/// A minimal HTTP/1.1 responder rather than the exporter's own listener: it answers one
-/// request per connection, which is all a scraper needs.
+/// the gauges that are read on demand (pool use, subscribers, outbox lag) first. The
+/// exporter's own listener is not used: one process may run several servers (tests)
+/// with one recorder, and the shared endpoint bounds slow and idle clients.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     refresh: std::sync::Arc<dyn Fn() + Send + Sync>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(handle) = metrics_handle() else {
         tracing::warn!("another metrics recorder is installed; /metrics is not served");
         return;
     };
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.cancelled() => return,
-        };
-        let Ok((mut socket, _)) = accepted else { continue };
-        let refresh = std::sync::Arc::clone(&refresh);
-        tokio::spawn(async move {
-            let mut request = Vec::with_capacity(1024);
-            let mut buf = [0u8; 1024];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_SCRAPE_REQUEST {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-            if read.await.is_err() {
-                return;
-            }
-            let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
-            let response = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-                refresh();
-                handle.run_upkeep();
-                let body = handle.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
-    }
+    let answer = move |method: &Method, path: &str| match (method, path) {
+        (&Method::GET, "/metrics") => {
+            refresh();
+            handle.run_upkeep();
+            Reply::metrics(handle.render())
+        }
+        _ => Reply::not_found(),
+    };
+    ops_endpoint::serve(listener, answer, stop).await;
 }

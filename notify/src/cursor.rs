@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use pwreset_proto::{clock, redact};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 
 pub enum Cursor {
@@ -33,7 +34,7 @@ pub struct Position {
 }
 
 impl Position {
-    /// `42` with nothing pending (the format of earlier versions), else `42 pending 17 40`.
+    /// `42` with nothing pending, else `42 pending 17 40`.
     fn encode(&self) -> String {
         let mut text = self.through.to_string();
         if !self.pending.is_empty() {
@@ -162,7 +163,7 @@ impl Cursor {
         // sqlx quotes the URL, password included, in some errors.
         let db = Database::connect(options)
             .await
-            .map_err(|e| pwreset::redact::url_error("connecting to --cursor-database-url", url, e))?;
+            .map_err(|e| redact::url_error("connecting to --cursor-database-url", url, e))?;
         let key = lock_key(name);
         loop {
             let row = db
@@ -174,8 +175,7 @@ impl Cursor {
                 .context("pg_try_advisory_lock")?;
             if row.try_get::<bool>("", "locked")? {
                 // Only the lock holder changes the table: replicas starting together do
-                // not race on it. `pending` was added by the version that retries in the
-                // background.
+                // not race on it. The ALTER brings a table without `pending` up to date.
                 db.execute_unprepared(
                     "CREATE TABLE IF NOT EXISTS pwreset_notify_cursor \
                      (name TEXT PRIMARY KEY, sequence BIGINT NOT NULL, pending TEXT NOT NULL DEFAULT '')",
@@ -189,7 +189,7 @@ impl Cursor {
                 return Ok(Cursor::Postgres { db, name: name.to_owned() });
             }
             tracing::info!(cursor = name, "another notifier is active; standing by");
-            pwreset::domain::clock::pause(poll).await;
+            clock::pause(poll).await;
         }
     }
 
@@ -265,7 +265,11 @@ mod tests {
         let cursor = Cursor::file(dir.path().join("notify.cursor"));
         assert_eq!(cursor.load().await?, None);
         cursor.store(&Position { through: 41, pending: BTreeSet::new() }).await?;
-        assert_eq!(std::fs::read_to_string(dir.path().join("notify.cursor"))?, "41\n", "the earlier format");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notify.cursor"))?,
+            "41\n",
+            "nothing pending: the sequence alone"
+        );
         let position = Position { through: 42, pending: [17, 40].into() };
         cursor.store(&position).await?;
         assert_eq!(Cursor::file(dir.path().join("notify.cursor")).load().await?, Some(position));

@@ -123,9 +123,15 @@ impl Renderer {
         anyhow::bail!("no {} template for {locale:?} or the default locale", kind.name())
     }
 
-    fn blocks(&self, kind: Kind, locale: &str, ctx: &Value, blocks: &[&str]) -> anyhow::Result<(Vec<String>, String)> {
+    fn blocks(
+        &self,
+        kind: Kind,
+        locale: &str,
+        ctx: &TemplateContext,
+        blocks: &[&str],
+    ) -> anyhow::Result<(Vec<String>, String)> {
         let (template, used) = self.template_for(kind, locale)?;
-        let mut state = template.render_captured(ctx.clone()).context("rendering a template")?;
+        let mut state = template.render_captured(ctx.value()).context("rendering a template")?;
         let mut out = Vec::new();
         for block in blocks {
             let text = state.with_state_mut(|s| s.render_block(block)).with_context(|| format!("block {block}"))?;
@@ -135,56 +141,75 @@ impl Renderer {
     }
 
     /// The e-mail of `kind` in the event's `locale`.
-    pub fn mail(&self, kind: Kind, locale: &str, ctx: Value) -> anyhow::Result<Mail> {
-        let (parts, used) = self.blocks(kind, locale, &ctx, &["subject", "text", "html"])?;
+    pub fn mail(&self, kind: Kind, locale: &str, ctx: &TemplateContext) -> anyhow::Result<Mail> {
+        let (parts, used) = self.blocks(kind, locale, ctx, &["subject", "text", "html"])?;
         let [subject, text, html] = <[String; 3]>::try_from(parts).map_err(|_| anyhow::anyhow!("three blocks"))?;
         Ok(Mail { subject, text: text + "\n", html, locale: used })
     }
 
     /// The text message of a code (`reset` or `setup`).
-    pub fn sms(&self, kind: Kind, locale: &str, ctx: Value) -> anyhow::Result<String> {
-        let (mut parts, _) = self.blocks(kind, locale, &ctx, &["sms"])?;
+    pub fn sms(&self, kind: Kind, locale: &str, ctx: &TemplateContext) -> anyhow::Result<String> {
+        let (mut parts, _) = self.blocks(kind, locale, ctx, &["sms"])?;
         parts.pop().context("the sms block")
     }
 }
 
-/// The context every template gets.
-pub fn context_for(
-    email: &str,
-    username: &str,
-    phone: &str,
-    link: &str,
-    code: &str,
-    expires: &str,
-    reason: &str,
-) -> Value {
-    context! { email, username, phone, link, code, expires, reason }
+/// What every template gets. A field the message does not carry is empty: a link only
+/// in a reset or setup e-mail, a code only in a text, a reason only in a changed notice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateContext {
+    pub email: String,
+    pub username: String,
+    pub phone: String,
+    pub link: String,
+    pub code: String,
+    /// When the link or code expires, `YYYY-MM-DD HH:MM` in UTC.
+    pub expires: String,
+    /// Why a password changed: `RESET`, `ACCOUNT_SETUP` or `CHANGE`.
+    pub reason: String,
+}
+
+impl TemplateContext {
+    fn value(&self) -> Value {
+        let TemplateContext { email, username, phone, link, code, expires, reason } = self;
+        context! { email, username, phone, link, code, expires, reason }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ctx() -> Value {
-        context_for("ada@example.com", "ada", "", "https://x.example/r?t=a%2Bb", "", "2026-12-01 10:00", "")
+    fn ctx() -> TemplateContext {
+        TemplateContext {
+            email: "ada@example.com".into(),
+            username: "ada".into(),
+            link: "https://x.example/r?t=a%2Bb".into(),
+            expires: "2026-12-01 10:00".into(),
+            ..TemplateContext::default()
+        }
     }
 
     #[test]
     fn locales_fall_back_to_the_language_then_the_default() -> anyhow::Result<()> {
         let r = Renderer::new(None, "en")?;
-        assert_eq!(r.mail(Kind::Reset, "de-AT", ctx())?.locale, "de");
-        assert_eq!(r.mail(Kind::Reset, "fr", ctx())?.subject, "Réinitialisez votre mot de passe");
-        assert_eq!(r.mail(Kind::Reset, "pt-BR", ctx())?.locale, "en");
-        assert_eq!(r.mail(Kind::Reset, "", ctx())?.subject, "Reset your password");
-        assert_eq!(r.mail(Kind::Setup, "en", ctx())?.subject, "Set up your account");
+        assert_eq!(r.mail(Kind::Reset, "de-AT", &ctx())?.locale, "de");
+        assert_eq!(r.mail(Kind::Reset, "fr", &ctx())?.subject, "Réinitialisez votre mot de passe");
+        assert_eq!(r.mail(Kind::Reset, "pt-BR", &ctx())?.locale, "en");
+        assert_eq!(r.mail(Kind::Reset, "", &ctx())?.subject, "Reset your password");
+        assert_eq!(r.mail(Kind::Setup, "en", &ctx())?.subject, "Set up your account");
         Ok(())
     }
 
     #[test]
     fn html_is_escaped_and_text_is_not() -> anyhow::Result<()> {
         let r = Renderer::new(None, "en")?;
-        let c = context_for("a&b@example.com", "", "", "https://x.example/?a=1&b=2", "", "", "");
-        let mail = r.mail(Kind::Reset, "en", c)?;
+        let c = TemplateContext {
+            email: "a&b@example.com".into(),
+            link: "https://x.example/?a=1&b=2".into(),
+            ..TemplateContext::default()
+        };
+        let mail = r.mail(Kind::Reset, "en", &c)?;
         assert!(mail.text.contains("a&b@example.com") && mail.text.contains("?a=1&b=2"));
         assert!(mail.html.contains("a&amp;b@example.com") && mail.html.contains("?a=1&amp;b=2"), "{}", mail.html);
         Ok(())
@@ -205,8 +230,8 @@ mod tests {
             "{% block subject %}Custom{% endblock %}{% block text %}t{% endblock %}{% block html %}h{% endblock %}",
         )?;
         let r = Renderer::new(Some(dir.path().to_owned()), "en")?;
-        assert_eq!(r.mail(Kind::Reset, "en", ctx())?.subject, "Custom");
-        assert_eq!(r.mail(Kind::Setup, "en", ctx())?.subject, "Set up your account", "the rest stay built in");
+        assert_eq!(r.mail(Kind::Reset, "en", &ctx())?.subject, "Custom");
+        assert_eq!(r.mail(Kind::Setup, "en", &ctx())?.subject, "Set up your account", "the rest stay built in");
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use lettre::Address;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use pwreset_proto::{clock, redact};
 
 use crate::render::Mail;
 
@@ -69,9 +70,23 @@ pub enum TextSender {
 
 type WebhookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub fn webhook_client() -> anyhow::Result<WebhookClient> {
+fn webhook_client() -> WebhookClient {
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+impl TextSender {
+    /// Texts POSTed to `url`, with `bearer` as `authorization: Bearer …`. The URL is
+    /// checked here, so a bad one stops the start (redacted) rather than every text.
+    pub fn webhook(url: &str, bearer: Option<&str>, timeout: Duration) -> anyhow::Result<Self> {
+        url.parse::<hyper::Uri>().map_err(|e| redact::url_error("--sms-webhook-url", url, e))?;
+        Ok(TextSender::Webhook {
+            url: url.to_owned(),
+            bearer: bearer.map(str::to_owned),
+            client: Box::new(webhook_client()),
+            timeout,
+        })
+    }
 }
 
 pub fn smtp(url: &str, ca_file: Option<&Path>, timeout: Duration) -> anyhow::Result<MailSender> {
@@ -79,7 +94,7 @@ pub fn smtp(url: &str, ca_file: Option<&Path>, timeout: Duration) -> anyhow::Res
     // user:password@ for authentication. Pooled connections. lettre's own timeout is per
     // command; the whole send is bounded in `send`.
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-        .map_err(|e| pwreset::redact::url_error("--smtp-url", url, e))?
+        .map_err(|e| redact::url_error("--smtp-url", url, e))?
         .timeout(Some(timeout));
     if let Some(ca_file) = ca_file {
         transport = transport.tls(tls_with_roots(url, ca_file)?);
@@ -89,7 +104,7 @@ pub fn smtp(url: &str, ca_file: Option<&Path>, timeout: Duration) -> anyhow::Res
 
 /// The URL's TLS mode, trusting the certificate authorities in `ca_file` only.
 fn tls_with_roots(url: &str, ca_file: &Path) -> anyhow::Result<Tls> {
-    let parsed = url::Url::parse(url).map_err(|e| pwreset::redact::url_error("--smtp-url", url, e))?;
+    let parsed = url::Url::parse(url).map_err(|e| redact::url_error("--smtp-url", url, e))?;
     let host = parsed.host_str().context("--smtp-url has no host")?.trim_matches(['[', ']']).to_owned();
     let pem = std::fs::read(ca_file).with_context(|| format!("reading --smtp-ca-file {}", ca_file.display()))?;
     // An empty list would trust nothing and every send would fail and retry forever.
@@ -178,7 +193,7 @@ impl TextSender {
                     .body(Full::new(Bytes::from(text.json.clone())))
                     .map_err(|e| Failure::Permanent(anyhow!("building the webhook request: {e}")))?;
                 // One deadline for the whole call: connecting, the answer's head and its body.
-                let deadline = pwreset::domain::clock::monotonic() + *timeout;
+                let deadline = clock::monotonic() + *timeout;
                 let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
                     Err(_) => return Err(Failure::Transient(anyhow!("the webhook did not answer in {timeout:?}"))),
                     Ok(Err(e)) => return Err(Failure::Transient(anyhow!("webhook: {e}"))),

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pwreset::config::KeySource;
-use pwreset::domain::clock::SystemClock;
 use pwreset::domain::keys::ServerKey;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{ConfirmRequest, CreateAccountRequest, RequestTokenRequest, SubscribeEventsRequest, event};
 use pwreset::{App, Config};
+use pwreset_proto::clock::SystemClock;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -7,7 +7,6 @@ pub mod accounts;
 pub mod breached;
 pub mod bus;
 pub mod cache;
-pub mod clock;
 pub mod email;
 pub mod error;
 pub mod event;
@@ -33,6 +32,7 @@ pub use error::{Error, Result};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use pwreset_proto::clock;
 use uuid::Uuid;
 
 use email::Email;

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pwreset_proto::clock;
+use pwreset_proto::clock::SharedClock;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::bus::EventBus;
 use crate::domain::cache::TokenCache;
-use crate::domain::clock;
-use crate::domain::clock::SharedClock;
 use crate::domain::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
 use crate::domain::persistence::EventStore;
 use crate::domain::seal::{SealContext, Sealer};

@@ -61,13 +61,13 @@ pub async fn follow_commits(
         tokio::select! {
             result = follow => {
                 if let Err(e) = result {
-                    tracing::warn!(error = %crate::redact::scrub(&e.to_string(), &crate::redact::secrets_of_url(&url)), "event notifications interrupted; reconnecting");
+                    tracing::warn!(error = %pwreset_proto::redact::scrub(&e.to_string(), &pwreset_proto::redact::secrets_of_url(&url)), "event notifications interrupted; reconnecting");
                 }
             }
             () = stop.cancelled() => return,
         }
         tokio::select! {
-            () = crate::domain::clock::pause(Duration::from_secs(1)) => {}
+            () = pwreset_proto::clock::pause(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
         }
     }

@@ -191,5 +191,5 @@ impl Store {
 /// A failed connection, said without the URL's password or query: the driver's message
 /// may quote the whole connection string, and start-up errors end up in logs.
 fn connect_error(e: &DbErr, url: &str) -> anyhow::Error {
-    crate::redact::url_error("connecting to the database", url, e)
+    pwreset_proto::redact::url_error("connecting to the database", url, e)
 }

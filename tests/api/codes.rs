@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use pwreset::domain::clock::monotonic;
 use pwreset::proto::ConfirmRequest;
 use pwreset::store::entity::reset_tokens;
+use pwreset_proto::clock::monotonic;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::{Code, Request};
 

@@ -320,7 +320,7 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_limited_and_trusted_as_ipv4()
     config.key = pwreset::config::KeySource::Ephemeral;
     config.limits = RateLimits { validate_token: "1/1h".parse().ok(), ..RateLimits::default() };
     let app =
-        pwreset::App::build(config, std::sync::Arc::new(pwreset::domain::clock::ManualClock::default())).await.unwrap();
+        pwreset::App::build(config, std::sync::Arc::new(pwreset_proto::clock::ManualClock::default())).await.unwrap();
     let listener = match tokio::net::TcpListener::bind("[::]:0").await {
         Ok(listener) => listener,
         Err(e) => {

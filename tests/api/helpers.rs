@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pwreset::config::KeySource;
-use pwreset::domain::clock::ManualClock;
 use pwreset::domain::keys::ServerKey;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{self, CreateAccountRequest, Event, RequestTokenRequest, SubscribeEventsRequest, event};
 use pwreset::{App, Config};
+use pwreset_proto::clock::ManualClock;
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -302,7 +302,7 @@ pub fn bad_request_reasons(status: &Status) -> Vec<String> {
 
 impl TestApp {
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use pwreset::domain::clock::Clock;
+        use pwreset_proto::clock::Clock;
         self.clock.now()
     }
 }

@@ -87,7 +87,7 @@ async fn no_reset_answer_comes_before_the_floor() {
     let timed = |email: &'static str| {
         let mut client = app.reset();
         async move {
-            let sent = pwreset::domain::clock::monotonic();
+            let sent = pwreset_proto::clock::monotonic();
             let request = RequestTokenRequest { email: email.into(), ..Default::default() };
             client.request_token(request).await.unwrap();
             (email, sent.elapsed())

@@ -1,4 +1,5 @@
-//! Code generated from `proto/` by build.rs, and its descriptor set for reflection.
+//! Code generated from the workspace's `proto/` by build.rs, and its descriptor set for
+//! server reflection.
 
 #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 

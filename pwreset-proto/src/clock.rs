@@ -1,8 +1,10 @@
-//! The only place that reads the wall clock. Expiry, rate windows and retention all
-//! read time through [`Clock`], so tests can move it with [`ManualClock`]. Measuring
-//! and pacing (metrics, backoff, poll intervals) use the runtime's monotonic timers
-//! through [`monotonic`], [`pause`], [`pause_until`] and [`pause_until_precisely`].
-//! `clippy.toml` forbids reading time or sleeping anywhere else.
+//! The only place in the workspace that reads the clock. The service's expiry, rate
+//! windows and retention, and the notifier's lag and token lifetimes, read the wall
+//! clock through [`Clock`], so tests can move it with [`ManualClock`]. Measuring and
+//! pacing (metrics, backoff, poll intervals, timeouts) use the runtime's monotonic
+//! timers through [`monotonic`], [`pause`], [`pause_until`] and
+//! [`pause_until_precisely`]. `clippy.toml` forbids reading time or sleeping anywhere
+//! else, in both binaries.
 #![allow(clippy::disallowed_methods)]
 
 use std::sync::{Arc, Mutex};
