@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::limits::Rate;
+use crate::domain::runtime::limits::Rate;
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset", version, about = "Password-reset identity sub-service (gRPC)")]

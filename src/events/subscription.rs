@@ -15,14 +15,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::bus::EventBus;
-use crate::domain::cache::TokenCache;
-use crate::domain::clock;
-use crate::domain::clock::SharedClock;
-use crate::domain::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
-use crate::domain::persistence::EventStore;
-use crate::domain::seal::{SealContext, Sealer};
-use crate::domain::{Error, Result};
+use crate::domain::model::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
+use crate::domain::model::persistence::EventStore;
+use crate::domain::model::seal::{SealContext, Sealer};
+use crate::domain::model::{Error, Result};
+use crate::domain::runtime::bus::EventBus;
+use crate::domain::runtime::cache::TokenCache;
+use crate::domain::runtime::clock;
+use crate::domain::runtime::clock::SharedClock;
 
 const BATCH: u64 = 256;
 

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::event::{Channel, DomainEvent, Event, PasswordChangeReason, TokenCopy};
-use crate::domain::token::TokenPurpose;
-use crate::domain::{Account, Error, Result};
+use crate::domain::model::event::{Channel, DomainEvent, Event, PasswordChangeReason, TokenCopy};
+use crate::domain::model::token::TokenPurpose;
+use crate::domain::model::{Account, Error, Result};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {

@@ -15,11 +15,11 @@ use super::history;
 use super::row::token_model;
 use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
-use crate::domain::email::Email;
-use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::login::{Login, Phone, Username};
-use crate::domain::persistence::{AccountRecord, AccountStore, Issue, NewAccount, PasswordChange};
-use crate::domain::{Account, AccountId, Error, Result};
+use crate::domain::model::email::Email;
+use crate::domain::model::event::{NewEvent, Sequence};
+use crate::domain::model::login::{Login, Phone, Username};
+use crate::domain::model::persistence::{AccountRecord, AccountStore, Issue, NewAccount, PasswordChange};
+use crate::domain::model::{Account, AccountId, Error, Result};
 
 #[async_trait]
 impl AccountStore for Store {

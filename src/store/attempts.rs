@@ -11,8 +11,8 @@ use tracing::instrument;
 
 use super::entity::verify_failures;
 use super::{Classify, Store, from_millis, millis};
-use crate::domain::Result;
-use crate::domain::persistence::{AttemptStore, Reservation};
+use crate::domain::model::Result;
+use crate::domain::model::persistence::{AttemptStore, Reservation};
 
 /// Counts one attempt unless `max` attempts are already counted after `window_start`;
 /// a count older than the window starts again at one. One statement on both databases.

@@ -16,11 +16,11 @@ use super::entity::{event_retention, events, reset_tokens};
 use super::row::{event_model, token_model};
 use super::write::{OutboxRows, Revocation, Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, millis};
-use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
-use crate::domain::login::Login;
-use crate::domain::persistence::{Inserted, OutboxWrite, Plan, TokenCap, Written};
-use crate::domain::token::{NewToken, TokenPurpose};
-use crate::domain::{AccountId, Result};
+use crate::domain::model::event::{DomainEvent, EventKind, Sequence, TokenCopy};
+use crate::domain::model::login::Login;
+use crate::domain::model::persistence::{Inserted, OutboxWrite, Plan, TokenCap, Written};
+use crate::domain::model::token::{NewToken, TokenPurpose};
+use crate::domain::model::{AccountId, Result};
 
 impl Store {
     /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
@@ -43,7 +43,7 @@ impl Store {
             // A digest was taken: the transaction was rolled back whole; write again,
             // entry by entry, each in a savepoint, to find the colliding ones.
             None => self.write_outbox_once(logins, plan, caps_on, true).await?.ok_or_else(|| {
-                crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
+                crate::domain::model::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
             }),
         }
     }

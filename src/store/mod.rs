@@ -1,5 +1,5 @@
 //! Persistence: SeaORM entities and queries behind the domain's traits
-//! (`domain::persistence`). Maps rows to and from domain types, owns every transaction,
+//! (`domain::model::persistence`). Maps rows to and from domain types, owns every transaction,
 //! and classifies database errors once, by kind. Imports only `domain`.
 //!
 //! A method that changes state and has an event to publish takes the event and writes
@@ -37,7 +37,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr, RuntimeErr};
 use tracing::instrument;
 
-use crate::domain::{Error, Result};
+use crate::domain::model::{Error, Result};
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -140,7 +140,7 @@ impl Store {
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        migration::set_username_key(crate::domain::login::stored_username_key);
+        migration::set_username_key(crate::domain::model::login::stored_username_key);
         Migrator::up(&self.db, None).await.context("applying migrations")
     }
 

@@ -11,10 +11,10 @@ use super::entity::{event_retention, events, reset_tokens};
 use super::row::to_event;
 use super::write::outbox_lock;
 use super::{Classify, Store, millis};
-use crate::domain::Result;
-use crate::domain::event::{Event, Sequence};
-use crate::domain::login::Login;
-use crate::domain::persistence::{EventStore, Plan, PurgeCounts, Written};
+use crate::domain::model::Result;
+use crate::domain::model::event::{Event, Sequence};
+use crate::domain::model::login::Login;
+use crate::domain::model::persistence::{EventStore, Plan, PurgeCounts, Written};
 
 #[async_trait]
 impl EventStore for Store {

@@ -6,12 +6,12 @@ use uuid::Uuid;
 
 use super::entity::{events, reset_tokens};
 use super::{from_millis, millis};
-use crate::domain::AccountId;
-use crate::domain::event::{
+use crate::domain::model::AccountId;
+use crate::domain::model::event::{
     Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy,
 };
-use crate::domain::seal::SealedToken;
-use crate::domain::token::{NewToken, TokenPurpose};
+use crate::domain::model::seal::SealedToken;
+use crate::domain::model::token::{NewToken, TokenPurpose};
 
 /// The row of a new event. An event without an account (an unknown address) is stored
 /// under the nil account id.

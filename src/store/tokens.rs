@@ -16,10 +16,10 @@ use super::history;
 use super::row::token_model;
 use super::write::{Revoke, destroy_copies, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
-use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::persistence::{CodeAttempt, Confirmation, Issue, TokenStore};
-use crate::domain::token::{TokenDigest, TokenPurpose, TokenRecord};
-use crate::domain::{AccountId, Error, Result};
+use crate::domain::model::event::{NewEvent, Sequence};
+use crate::domain::model::persistence::{CodeAttempt, Confirmation, Issue, TokenStore};
+use crate::domain::model::token::{TokenDigest, TokenPurpose, TokenRecord};
+use crate::domain::model::{AccountId, Error, Result};
 
 #[async_trait]
 impl TokenStore for Store {

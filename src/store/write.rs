@@ -14,9 +14,9 @@ use super::entity::{events, reset_tokens};
 use super::listen::{EVENTS_CHANNEL, OUTBOX_LOCK_KEY, REVOKED_CHANNEL};
 use super::row::event_model;
 use super::{Classify, millis};
-use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::token::TokenPurpose;
-use crate::domain::{AccountId, Error, Result};
+use crate::domain::model::event::{NewEvent, Sequence};
+use crate::domain::model::token::TokenPurpose;
+use crate::domain::model::{AccountId, Error, Result};
 
 /// Takes the transaction-scoped outbox lock, the first lock of every write
 /// transaction (PostgreSQL only; re-entrant; SQLite has one writer anyway).

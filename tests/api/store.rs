@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pwreset::domain::email::Email;
-use pwreset::domain::event::{Channel, EventKind, NewEvent};
-use pwreset::domain::login::Login;
-use pwreset::domain::persistence::{EventStore, Inserted, OutboxWrite, TokenCap, Written};
-use pwreset::domain::seal::SealedToken;
-use pwreset::domain::token::{NewToken, TokenDigest, TokenPurpose};
-use pwreset::domain::{Account, AccountId, ClientInfo};
+use pwreset::domain::model::email::Email;
+use pwreset::domain::model::event::{Channel, EventKind, NewEvent};
+use pwreset::domain::model::login::Login;
+use pwreset::domain::model::persistence::{EventStore, Inserted, OutboxWrite, TokenCap, Written};
+use pwreset::domain::model::seal::SealedToken;
+use pwreset::domain::model::token::{NewToken, TokenDigest, TokenPurpose};
+use pwreset::domain::model::{Account, AccountId, ClientInfo};
 use pwreset::store::entity::{events, reset_tokens};
 use pwreset::store::{Store, millis};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};

@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::error::Result;
-use super::event::{Channel, EventKind, NewEvent};
-use super::seal::{SealContext, Sealer, seal_context};
-use super::token::{NewToken, RawToken, TokenDigester, TokenGenerator, TokenPurpose};
-use super::{Account, ClientInfo, Locale};
+use crate::domain::model::error::Result;
+use crate::domain::model::event::{Channel, EventKind, NewEvent};
+use crate::domain::model::seal::{SealContext, Sealer, seal_context};
+use crate::domain::model::token::{NewToken, RawToken, TokenDigester, TokenGenerator, TokenPurpose};
+use crate::domain::model::{Account, ClientInfo, Locale};
 
 #[derive(Clone)]
 pub struct Minter {

@@ -17,17 +17,18 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Span, info};
 
+use super::Runtime;
 use super::clock;
-use super::email::Email;
-use super::error::{Error, Result};
-use super::event::{Channel, NewEvent};
 use super::limits::Rate;
-use super::login::Login;
 use super::mint::Minter;
-use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
 use super::retry::retry_transient;
-use super::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
-use super::{Account, AccountId, ClientInfo, Core, Locale};
+use crate::domain::model::email::Email;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::event::{Channel, NewEvent};
+use crate::domain::model::login::Login;
+use crate::domain::model::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
+use crate::domain::model::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
+use crate::domain::model::{Account, AccountId, ClientInfo, Locale};
 
 /// Most requests written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -105,7 +106,7 @@ fn answer(jobs: Vec<Job>, floor: Duration) {
 }
 
 pub struct TokenWriter {
-    pub(crate) core: Core,
+    pub(crate) runtime: Runtime,
     pub(crate) minter: Minter,
     pub(crate) tokens: TokenPolicy,
     pub(crate) account_cap: Option<Rate>,
@@ -197,9 +198,9 @@ impl TokenWriter {
             *planned.lock().unwrap_or_else(PoisonError::into_inner) = (works, slots);
             Ok(writes)
         };
-        let epoch = self.core.cache.epoch();
+        let epoch = self.runtime.cache.epoch();
         let caps_on = self.account_cap.is_some();
-        let written = match self.with_retries(|| self.core.store.write_outbox(&logins, &plan, caps_on)).await {
+        let written = match self.with_retries(|| self.runtime.store.write_outbox(&logins, &plan, caps_on)).await {
             Ok(written) => written,
             Err(e) => {
                 fail_all(jobs, &e);
@@ -210,7 +211,7 @@ impl TokenWriter {
         metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
         self.cache_created(epoch, &written.writes, &written.outcomes);
         if let Some(sequence) = written.newest {
-            self.core.bus.published(sequence);
+            self.runtime.bus.published(sequence);
         }
         let mut retry = Vec::new();
         let mut answered = Vec::with_capacity(jobs.len());
@@ -265,11 +266,11 @@ impl TokenWriter {
             }
         }
         let created: Vec<_> = newest.into_values().map(|t| (&t.digest, TokenRecord::from(t))).collect();
-        self.core.cache.replace_created(epoch, &created);
+        self.runtime.cache.replace_created(epoch, &created);
     }
 
     fn prepare(&self, job: &Job, work: &Work) -> Result<Option<OutboxWrite>> {
-        let now = self.core.clock.now();
+        let now = self.runtime.clock.now();
         let client = &job.client;
         // Reports for an unknown address share the account cap's rate: otherwise anyone
         // could have the notifier mail an address without end.
