@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::model::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
+use crate::domain::model::event::{DomainEvent, Event, Sequence, TokenCopy};
 use crate::domain::model::persistence::EventStore;
 use crate::domain::model::seal::{SealContext, Sealer};
 use crate::domain::model::{Error, Result};
@@ -270,7 +270,7 @@ impl Inner {
     /// A new token revoked the account's others; a password change revoked them all.
     fn forget_changed_tokens(&self, e: &Event) {
         match &e.event {
-            DomainEvent::TokenCreated { account_id, token_id, .. } => self.cache.forget(*account_id, Some(*token_id)),
+            DomainEvent::TokenCreated(created) => self.cache.forget(created.account_id, Some(created.token_id)),
             DomainEvent::PasswordChanged { account_id, .. } => self.cache.forget(*account_id, None),
             DomainEvent::ResetRequestedForUnknownEmail { .. } => {}
         }
@@ -278,38 +278,18 @@ impl Inner {
 
     /// The event as a subscriber gets it: a live token's sealed copy opened.
     fn deliverable(&self, mut e: Event) -> Event {
-        if let DomainEvent::TokenCreated {
-            account_id,
-            email,
-            token_id,
-            token,
-            expires_at,
-            purpose,
-            channel,
-            phone,
-            ..
-        } = &mut e.event
-        {
-            let live = *expires_at > self.clock.now();
-            let context = SealContext {
-                kind: EventKind::TokenCreated,
-                token_id: *token_id,
-                account_id: *account_id,
-                email,
-                purpose: *purpose,
-                sms_phone: (*channel == Channel::Sms).then_some(phone.as_str()),
-            };
-            *token = match std::mem::replace(token, TokenCopy::Gone) {
-                TokenCopy::Sealed(sealed) if live => {
-                    match self.sealer.open_event(&sealed, &context) {
-                        Some(raw) => TokenCopy::Raw(raw),
-                        None => {
-                            // Tampered with, or sealed under a key no longer configured.
-                            tracing::warn!(sequence = %e.sequence, "a sealed token did not open; delivered without it");
-                            TokenCopy::Gone
-                        }
+        if let DomainEvent::TokenCreated(created) = &mut e.event {
+            let live = created.expires_at > self.clock.now();
+            let copy = std::mem::replace(&mut created.token, TokenCopy::Gone);
+            created.token = match copy {
+                TokenCopy::Sealed(sealed) if live => match self.sealer.open_event(&sealed, &SealContext::of(created)) {
+                    Some(raw) => TokenCopy::Raw(raw),
+                    None => {
+                        // Tampered with, or sealed under a key no longer configured.
+                        tracing::warn!(sequence = %e.sequence, "a sealed token did not open; delivered without it");
+                        TokenCopy::Gone
                     }
-                }
+                },
                 _ => TokenCopy::Gone,
             };
         }

@@ -8,7 +8,7 @@ use super::entity::{events, reset_tokens};
 use super::{from_millis, millis};
 use crate::domain::model::AccountId;
 use crate::domain::model::event::{
-    Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy,
+    Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy, TokenCreated,
 };
 use crate::domain::model::seal::SealedToken;
 use crate::domain::model::token::{NewToken, TokenPurpose};
@@ -38,7 +38,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
         username: Set(String::new()),
     };
     match new.event {
-        DomainEvent::TokenCreated {
+        DomainEvent::TokenCreated(TokenCreated {
             account_id,
             email,
             token_id,
@@ -51,7 +51,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
             channel,
             phone,
             username,
-        } => {
+        }) => {
             if let TokenCopy::Sealed(sealed) = token {
                 row.sealed_token = Set(Some(sealed.bytes));
                 row.key_id = Set(Some(sealed.key_id));
@@ -88,7 +88,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
 /// The event a row holds; `None` for a kind this version does not know.
 pub(super) fn to_event(row: events::Model) -> Option<Event> {
     let event = match EventKind::from_code(row.kind)? {
-        EventKind::TokenCreated => DomainEvent::TokenCreated {
+        EventKind::TokenCreated => DomainEvent::TokenCreated(TokenCreated {
             account_id: AccountId::from_uuid(row.account_id),
             email: row.email,
             token_id: row.token_id.unwrap_or_default(),
@@ -104,7 +104,7 @@ pub(super) fn to_event(row: events::Model) -> Option<Event> {
             channel: Channel::from_code(row.channel),
             phone: row.phone,
             username: row.username,
-        },
+        }),
         EventKind::PasswordChanged => DomainEvent::PasswordChanged {
             account_id: AccountId::from_uuid(row.account_id),
             email: row.email,

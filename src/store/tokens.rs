@@ -6,18 +6,18 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, QueryTrait, RelationTrait,
-    TransactionTrait,
 };
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::append::insert_event;
 use super::entity::{accounts, reset_tokens};
 use super::history;
+use super::revoke::{RevokeScope, destroy_copies, notify_revoked, revoke_live_tokens};
 use super::row::token_model;
-use super::write::{Revoke, destroy_copies, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::model::event::{NewEvent, Sequence};
-use crate::domain::model::persistence::{CodeAttempt, Confirmation, Issue, TokenStore};
+use crate::domain::model::persistence::{CodeAttempt, Confirmation, TokenStore, TokenWrite};
 use crate::domain::model::token::{TokenDigest, TokenPurpose, TokenRecord};
 use crate::domain::model::{AccountId, Error, Result};
 
@@ -58,24 +58,20 @@ impl TokenStore for Store {
 
     #[instrument(skip_all, err, level = "debug")]
     async fn discard_token(&self, id: Uuid) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        outbox_lock(&txn).await?;
-        reset_tokens::Entity::delete_by_id(id).exec(&txn).await.db()?;
+        let txn = self.begin_outbox().await?;
+        reset_tokens::Entity::delete_by_id(id).exec(&*txn).await.db()?;
         destroy_copies(&txn, &[id]).await?;
-        txn.commit().await.db()
+        txn.commit().await
     }
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn confirm(&self, c: Confirmation, event: NewEvent) -> Result<Sequence> {
         let now = millis(c.now);
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens.
-        outbox_lock(&txn).await?;
-        let set = history::set_password(&txn, c.account_id, c.password_hash, None, c.history_keep, c.now).await?;
+        let txn = self.begin_outbox().await?;
+        let set = history::set_password(&*txn, c.account_id, c.password_hash, None, c.history_keep, c.now).await?;
         if !set {
-            txn.rollback().await.db()?;
+            txn.rollback().await?;
             return Err(Error::TokenNotFound);
         }
         let consumed = reset_tokens::Entity::update_many()
@@ -85,30 +81,28 @@ impl TokenStore for Store {
             .filter(reset_tokens::Column::UsedAt.is_null())
             .filter(reset_tokens::Column::RevokedAt.is_null())
             .filter(reset_tokens::Column::ExpiresAt.gt(now))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .db()?;
         if consumed.rows_affected != 1 {
-            txn.rollback().await.db()?;
+            txn.rollback().await?;
             return Err(Error::TokenNotFound);
         }
-        revoke_live_tokens(&txn, &[c.account_id], Revoke { keep: Some(c.token_id), purpose: None }, c.now).await?;
+        revoke_live_tokens(&txn, &[c.account_id], RevokeScope { keep: Some(c.token_id), purpose: None }, c.now).await?;
         let sequence = insert_event(&txn, event).await?;
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(sequence)
     }
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
-    async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>> {
-        let Issue { token, event } = issue;
+    async fn issue_token(&self, issue: TokenWrite) -> Result<Option<Sequence>> {
+        let TokenWrite { token, event } = issue;
         let account_id = token.account_id;
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then the account, then its tokens. The
         // account is checked after the lock, so no deactivation or password change can
         // commit between the check and this commit.
-        outbox_lock(&txn).await?;
-        let account = accounts::Entity::find_by_id(account_id.uuid()).one(&txn).await.db()?;
+        let txn = self.begin_outbox().await?;
+        let account = accounts::Entity::find_by_id(account_id.uuid()).one(&*txn).await.db()?;
         let refusal = match account {
             None => Some(Error::AccountNotFound),
             Some(a) if !a.active => Some(Error::AccountInactive),
@@ -118,11 +112,11 @@ impl TokenStore for Store {
             Some(_) => None,
         };
         if let Some(refusal) = refusal {
-            txn.rollback().await.db()?;
+            txn.rollback().await?;
             return Err(refusal);
         }
-        revoke_live_tokens(&txn, &[account_id], Revoke::purpose(token.purpose), token.created_at).await?;
-        reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&txn).await.db()?;
+        revoke_live_tokens(&txn, &[account_id], RevokeScope::purpose(token.purpose), token.created_at).await?;
+        reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&*txn).await.db()?;
         let sequence = match event {
             Some(event) => Some(insert_event(&txn, event).await?),
             // No event tells other replicas to drop what they cached of the tokens revoked.
@@ -131,7 +125,7 @@ impl TokenStore for Store {
                 None
             }
         };
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(sequence)
     }
 
@@ -153,7 +147,7 @@ impl TokenStore for Store {
             .into_query();
         reserve.returning(Query::returning().columns([reset_tokens::Column::Id, reset_tokens::Column::FailedAttempts]));
         let _turn = self.write_turn().await;
-        let rows = self.writer.query_all(&reserve).await.db()?;
+        let rows = self.write_db.query_all(&reserve).await.db()?;
         rows.iter()
             .map(|row| {
                 let token_id = row.try_get::<Uuid>("", "id").db()?;
@@ -173,7 +167,7 @@ impl TokenStore for Store {
             .col_expr(reset_tokens::Column::FailedAttempts, Expr::col(reset_tokens::Column::FailedAttempts).sub(1))
             .filter(reset_tokens::Column::Id.is_in(codes.iter().copied()))
             .filter(reset_tokens::Column::FailedAttempts.gt(0))
-            .exec(&self.writer)
+            .exec(&self.write_db)
             .await
             .db()?;
         Ok(())
@@ -182,17 +176,15 @@ impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn revoke_codes(&self, id: AccountId, codes: &[Uuid], now: DateTime<Utc>) -> Result<bool> {
         let at = millis(now);
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
         // The lock order (see `store`): outbox, then tokens, then events.
-        outbox_lock(&txn).await?;
+        let txn = self.begin_outbox().await?;
         let revoked = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::RevokedAt, Expr::value(at))
             .filter(reset_tokens::Column::Id.is_in(codes.iter().copied()))
             .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
             .filter(reset_tokens::Column::UsedAt.is_null())
             .filter(reset_tokens::Column::RevokedAt.is_null())
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .db()?
             .rows_affected;
@@ -200,7 +192,7 @@ impl TokenStore for Store {
             destroy_copies(&txn, codes).await?;
             notify_revoked(&txn, id).await?;
         }
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(revoked > 0)
     }
 
@@ -211,16 +203,14 @@ impl TokenStore for Store {
         purpose: Option<TokenPurpose>,
         now: DateTime<Utc>,
     ) -> Result<Option<u64>> {
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        outbox_lock(&txn).await?;
-        if accounts::Entity::find_by_id(id.uuid()).one(&txn).await.db()?.is_none() {
-            txn.rollback().await.db()?;
+        let txn = self.begin_outbox().await?;
+        if accounts::Entity::find_by_id(id.uuid()).one(&*txn).await.db()?.is_none() {
+            txn.rollback().await?;
             return Ok(None);
         }
-        let revoked = revoke_live_tokens(&txn, &[id], Revoke { keep: None, purpose }, now).await?;
+        let revoked = revoke_live_tokens(&txn, &[id], RevokeScope { keep: None, purpose }, now).await?;
         notify_revoked(&txn, id).await?;
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(Some(revoked))
     }
 }

@@ -14,7 +14,7 @@ use crate::domain::model::event::{Channel, NewEvent, PasswordChangeReason};
 use crate::domain::model::imported::{self, ImportLimits};
 use crate::domain::model::login::{Phone, Username};
 use crate::domain::model::password::{NormalisedPassword, Password, PasswordPolicy};
-use crate::domain::model::persistence::{AccountRecord, Issue, NewAccount, PasswordChange};
+use crate::domain::model::persistence::{AccountRecord, NewAccount, PasswordChange, TokenWrite};
 use crate::domain::model::token::{RawToken, TokenPolicy, TokenPurpose};
 use crate::domain::model::{Account, AccountId, ClientInfo, Locale};
 use crate::domain::runtime::Runtime;
@@ -152,7 +152,7 @@ impl AccountService {
                 let purpose = TokenPurpose::AccountSetup;
                 let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client, Channel::Email)?;
                 let event = self.minter.announce(&account, &token, &raw, &locale, Channel::Email)?;
-                Some(Issue { token, event: Some(event) })
+                Some(TokenWrite { token, event: Some(event) })
             }
             None => None,
         };
@@ -344,7 +344,7 @@ impl AccountService {
             Delivery::Event(locale) => Some(self.minter.announce(&account, &token, &raw, locale, Channel::Email)?),
             Delivery::Return => None,
         };
-        let result = self.runtime.store.issue_token(Issue { token, event }).await;
+        let result = self.runtime.store.issue_token(TokenWrite { token, event }).await;
         // The earlier tokens of the purpose are revoked.
         self.runtime.cache.forget(account_id, None);
         if let Some(sequence) = result? {
