@@ -136,11 +136,6 @@ impl EventFeed {
     }
 }
 
-/// Why a subscriber loop stopped without an error.
-enum Stop {
-    Closed,
-}
-
 impl Inner {
     /// The fetcher: reads new events once and broadcasts them, in sequence order.
     async fn fetch(self: Arc<Self>) {
@@ -214,7 +209,7 @@ impl Inner {
                 self.check_retention(cursor, &batch).await?;
                 for stored in batch {
                     cursor = stored.sequence.db();
-                    if let Err(Stop::Closed) = self.send(tx, Arc::new(self.deliverable(stored))).await {
+                    if !self.send(tx, Arc::new(self.deliverable(stored))).await {
                         return Ok(());
                     }
                     slot.set(cursor);
@@ -234,7 +229,7 @@ impl Inner {
                             continue;
                         }
                         cursor = sequence;
-                        if let Err(Stop::Closed) = self.send(tx, event).await {
+                        if !self.send(tx, event).await {
                             return Ok(());
                         }
                         slot.set(cursor);
@@ -247,11 +242,13 @@ impl Inner {
         }
     }
 
-    async fn send(&self, tx: &mpsc::Sender<Result<Event>>, event: Arc<Event>) -> std::result::Result<(), Stop> {
+    /// Whether the event reached the subscriber's stream: not once the subscriber has
+    /// hung up or the server is shutting down (the loop then ends without an error).
+    async fn send(&self, tx: &mpsc::Sender<Result<Event>>, event: Arc<Event>) -> bool {
         let event = Arc::unwrap_or_clone(event);
         tokio::select! {
-            sent = tx.send(Ok(event)) => sent.map_err(|_| Stop::Closed),
-            () = self.shutdown.cancelled() => Err(Stop::Closed),
+            sent = tx.send(Ok(event)) => sent.is_ok(),
+            () = self.shutdown.cancelled() => false,
         }
     }
 

@@ -120,7 +120,7 @@ impl AccountStore for Store {
 
     #[instrument(skip_all, err, level = "debug")]
     async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
-        // The lock order (see `store`): outbox, then the account, then its tokens.
+        // The lock order (see `txn`): outbox, then the account, then its tokens.
         let txn = self.begin_outbox().await?;
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
@@ -163,7 +163,7 @@ impl AccountStore for Store {
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn change_password(&self, c: PasswordChange, event: NewEvent) -> Result<Sequence> {
-        // The lock order (see `store`): outbox, then the account, then its tokens.
+        // The lock order (see `txn`): outbox, then the account, then its tokens.
         let txn = self.begin_outbox().await?;
         let set =
             history::set_password(&*txn, c.account_id, c.new_hash, Some(c.old_hash), c.history_keep, c.now).await?;

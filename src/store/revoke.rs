@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::entity::{events, reset_tokens};
 use super::listen::REVOKED_CHANNEL;
+use super::row::live_at;
 use super::txn::OutboxTxn;
 use super::{Classify, millis};
 use crate::domain::model::token::TokenPurpose;
@@ -67,13 +68,10 @@ pub(super) struct RevokeStatement {
 
 impl RevokeStatement {
     pub fn new(accounts: &[AccountId], which: RevokeScope, now: DateTime<Utc>) -> Self {
-        let now = millis(now);
         let mut revoke = reset_tokens::Entity::update_many()
-            .col_expr(reset_tokens::Column::RevokedAt, Expr::value(now))
+            .col_expr(reset_tokens::Column::RevokedAt, Expr::value(millis(now)))
             .filter(reset_tokens::Column::AccountId.is_in(accounts.iter().map(|a| a.uuid())))
-            .filter(reset_tokens::Column::UsedAt.is_null())
-            .filter(reset_tokens::Column::RevokedAt.is_null())
-            .filter(reset_tokens::Column::ExpiresAt.gt(now));
+            .filter(live_at(now));
         if let Some(keep) = which.keep {
             revoke = revoke.filter(reset_tokens::Column::Id.ne(keep));
         }

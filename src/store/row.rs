@@ -1,7 +1,9 @@
 //! Rows ⇄ domain values for the events table: the one place that knows how each
 //! [`DomainEvent`] is laid out in columns.
 
+use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ColumnTrait, Condition};
 use uuid::Uuid;
 
 use super::entity::{events, reset_tokens};
@@ -141,4 +143,16 @@ pub(super) fn token_model(
         bound: Set(token.bound),
         failed_attempts: Set(0),
     }
+}
+
+/// The liveness rule in SQL, for the statements that change live tokens only: not used,
+/// not revoked, not expired at `now`. The rule's fourth part in
+/// [`TokenRecord::refusal`](crate::domain::model::token::TokenRecord::refusal), the
+/// account's active flag, holds through the account: deactivating it revokes its
+/// tokens. A test in `tokens.rs` keeps the two forms equal.
+pub(super) fn live_at(now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(reset_tokens::Column::UsedAt.is_null())
+        .add(reset_tokens::Column::RevokedAt.is_null())
+        .add(reset_tokens::Column::ExpiresAt.gt(millis(now)))
 }

@@ -14,7 +14,7 @@ use super::append::insert_event;
 use super::entity::{accounts, reset_tokens};
 use super::history;
 use super::revoke::{RevokeScope, destroy_copies, notify_revoked, revoke_live_tokens};
-use super::row::token_model;
+use super::row::{live_at, token_model};
 use super::{Classify, Store, from_millis, millis};
 use crate::domain::model::event::{NewEvent, Sequence};
 use crate::domain::model::persistence::{CodeAttempt, Confirmation, TokenStore, TokenWrite};
@@ -67,7 +67,7 @@ impl TokenStore for Store {
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn confirm(&self, c: Confirmation, event: NewEvent) -> Result<Sequence> {
         let now = millis(c.now);
-        // The lock order (see `store`): outbox, then the account, then its tokens.
+        // The lock order (see `txn`): outbox, then the account, then its tokens.
         let txn = self.begin_outbox().await?;
         let set = history::set_password(&*txn, c.account_id, c.password_hash, None, c.history_keep, c.now).await?;
         if !set {
@@ -78,9 +78,7 @@ impl TokenStore for Store {
             .col_expr(reset_tokens::Column::UsedAt, Expr::value(now))
             .filter(reset_tokens::Column::Id.eq(c.token_id))
             .filter(reset_tokens::Column::AccountId.eq(c.account_id.uuid()))
-            .filter(reset_tokens::Column::UsedAt.is_null())
-            .filter(reset_tokens::Column::RevokedAt.is_null())
-            .filter(reset_tokens::Column::ExpiresAt.gt(now))
+            .filter(live_at(c.now))
             .exec(&*txn)
             .await
             .db()?;
@@ -98,7 +96,7 @@ impl TokenStore for Store {
     async fn issue_token(&self, issue: TokenWrite) -> Result<Option<Sequence>> {
         let TokenWrite { token, event } = issue;
         let account_id = token.account_id;
-        // The lock order (see `store`): outbox, then the account, then its tokens. The
+        // The lock order (see `txn`): outbox, then the account, then its tokens. The
         // account is checked after the lock, so no deactivation or password change can
         // commit between the check and this commit.
         let txn = self.begin_outbox().await?;
@@ -134,15 +132,12 @@ impl TokenStore for Store {
     /// one, and none is granted past `max`, however many arrive at once.
     #[instrument(skip_all, err, level = "debug")]
     async fn reserve_code_attempts(&self, id: AccountId, max: u32, now: DateTime<Utc>) -> Result<Vec<CodeAttempt>> {
-        let at = millis(now);
         let max = i32::try_from(max).unwrap_or(i32::MAX);
         let mut reserve = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::FailedAttempts, Expr::col(reset_tokens::Column::FailedAttempts).add(1))
             .filter(reset_tokens::Column::AccountId.eq(id.uuid()))
             .filter(reset_tokens::Column::Bound.eq(true))
-            .filter(reset_tokens::Column::UsedAt.is_null())
-            .filter(reset_tokens::Column::RevokedAt.is_null())
-            .filter(reset_tokens::Column::ExpiresAt.gt(at))
+            .filter(live_at(now))
             .filter(reset_tokens::Column::FailedAttempts.lt(max))
             .into_query();
         reserve.returning(Query::returning().columns([reset_tokens::Column::Id, reset_tokens::Column::FailedAttempts]));
@@ -176,7 +171,7 @@ impl TokenStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn revoke_codes(&self, id: AccountId, codes: &[Uuid], now: DateTime<Utc>) -> Result<bool> {
         let at = millis(now);
-        // The lock order (see `store`): outbox, then tokens, then events.
+        // The lock order (see `txn`): outbox, then tokens, then events.
         let txn = self.begin_outbox().await?;
         let revoked = reset_tokens::Entity::update_many()
             .col_expr(reset_tokens::Column::RevokedAt, Expr::value(at))
@@ -212,5 +207,74 @@ impl TokenStore for Store {
         notify_revoked(&txn, id).await?;
         txn.commit().await?;
         Ok(Some(revoked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ActiveValue::Set;
+
+    use super::*;
+
+    /// The SQL form of the liveness rule ([`live_at`]) and the Rust one
+    /// ([`TokenRecord::refusal`]) agree on every state a token of an active account can
+    /// be in, at the expiry's edges.
+    #[tokio::test]
+    async fn the_sql_liveness_rule_is_the_rust_one() -> anyhow::Result<()> {
+        let store = Store::connect("sqlite::memory:", 1).await?;
+        store.migrate().await?;
+        let account = Uuid::now_v7();
+        accounts::Entity::insert(accounts::ActiveModel {
+            id: Set(account),
+            email: Set("a@example.com".into()),
+            password_hash: Set(None),
+            active: Set(true),
+            created_at: Set(0),
+            updated_at: Set(0),
+            password_changed_at: Set(None),
+            username: Set(None),
+            phone: Set(None),
+            username_skeleton: Set(None),
+        })
+        .exec(&store.db)
+        .await?;
+        let now = from_millis(1_000_000);
+        let at = millis(now);
+        for used_at in [None, Some(at - 1)] {
+            for revoked_at in [None, Some(at - 1)] {
+                for expires_at in [at - 1, at, at + 1] {
+                    let id = Uuid::now_v7();
+                    let row = reset_tokens::ActiveModel {
+                        id: Set(id),
+                        account_id: Set(account),
+                        digest: Set(id.as_bytes().to_vec()),
+                        created_at: Set(0),
+                        expires_at: Set(expires_at),
+                        used_at: Set(used_at),
+                        revoked_at: Set(revoked_at),
+                        client_ip: Set(String::new()),
+                        user_agent: Set(String::new()),
+                        purpose: Set(TokenPurpose::PasswordReset.code()),
+                        bound: Set(false),
+                        failed_attempts: Set(0),
+                    };
+                    reset_tokens::Entity::insert(row).exec_without_returning(&store.db).await?;
+                    let found = reset_tokens::Entity::find_by_id(id).filter(live_at(now)).one(&store.db).await?;
+                    let record = TokenRecord {
+                        id,
+                        account_id: AccountId::from_uuid(account),
+                        expires_at: from_millis(expires_at),
+                        used_at: used_at.map(from_millis),
+                        revoked_at: revoked_at.map(from_millis),
+                        account_active: true,
+                        purpose: TokenPurpose::PasswordReset,
+                        bound: false,
+                    };
+                    let state = (used_at, revoked_at, expires_at - at);
+                    assert_eq!(found.is_some(), record.refusal(now).is_none(), "{state:?}");
+                }
+            }
+        }
+        Ok(())
     }
 }
