@@ -17,18 +17,18 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::config::{Config, ServerSettings};
-use crate::domain::Core;
-use crate::domain::accounts::{AccountService, AccountSettings};
-use crate::domain::bus::EventBus;
-use crate::domain::cache::{self, TokenCache};
-use crate::domain::guard::FailureGuard;
-use crate::domain::hasher::Hasher;
-use crate::domain::limits::Limits;
-use crate::domain::mint::Minter;
-use crate::domain::persistence::{Db, PurgeCounts};
-use crate::domain::reset::{ResetService, ResetSettings};
-use crate::domain::seal::Sealer;
-use crate::domain::token::TokenDigester;
+use crate::domain::model::persistence::{Db, PurgeCounts};
+use crate::domain::model::seal::Sealer;
+use crate::domain::model::token::TokenDigester;
+use crate::domain::runtime::Runtime;
+use crate::domain::runtime::bus::EventBus;
+use crate::domain::runtime::cache::{self, TokenCache};
+use crate::domain::runtime::guard::FailureGuard;
+use crate::domain::runtime::hasher::Hasher;
+use crate::domain::runtime::limits::Limits;
+use crate::domain::runtime::mint::Minter;
+use crate::domain::service::accounts::{AccountService, AccountSettings};
+use crate::domain::service::reset::{ResetService, ResetSettings};
 use crate::events::subscription::EventFeed;
 use crate::grpc::accounts::AccountGrpc;
 use crate::grpc::auth::{AuthLayer, CallerKeys};
@@ -108,7 +108,7 @@ impl App {
             );
         }
         let db: Db = Arc::new(store.clone());
-        let core = Core {
+        let runtime = Runtime {
             store: Arc::clone(&db),
             clock: Arc::clone(&clock),
             bus: EventBus::default(),
@@ -127,8 +127,8 @@ impl App {
         let shutdown = CancellationToken::new();
         let feed = EventFeed::new(
             Arc::new(store.clone()),
-            core.bus.clone(),
-            Arc::clone(&core.cache),
+            runtime.bus.clone(),
+            Arc::clone(&runtime.cache),
             sealer.clone(),
             Arc::clone(&clock),
             config.events.poll_interval,
@@ -138,12 +138,12 @@ impl App {
         let minter = Minter::new(
             config.tokens.generator.clone(),
             config.tokens.sms_codes.clone(),
-            core.digester.clone(),
+            runtime.digester.clone(),
             sealer,
             config.events.retention,
         );
         let accounts = Arc::new(AccountService::new(
-            core.clone(),
+            runtime.clone(),
             Arc::clone(&hasher),
             minter.clone(),
             AccountSettings {
@@ -161,7 +161,7 @@ impl App {
             warn!(error = %e, "reading the stored hashes' costs failed; the password-check answer floor starts at zero");
         }
         let reset = Arc::new(ResetService::start(
-            core.clone(),
+            runtime.clone(),
             hasher,
             Arc::clone(&limits),
             Arc::clone(&guard),
@@ -189,7 +189,7 @@ impl App {
             limits,
             guard,
             store,
-            bus: core.bus,
+            bus: runtime.bus,
             database_url: config.database_url,
             server: config.server,
             clients: config.clients,

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pwreset_proto::redact;
 use pwreset_proto::secret::Secret;
 
-use crate::domain::limits::Rate;
+use crate::domain::runtime::limits::Rate;
 
 #[derive(Debug, Parser)]
 #[command(name = "pwreset", version, about = "Password-reset identity sub-service (gRPC)")]

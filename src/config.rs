@@ -11,16 +11,16 @@ pub use pwreset_proto::secret::Secret;
 
 pub use crate::cli::DatabaseUrl;
 use crate::cli::{GeneratorKind, Settings};
-use crate::domain::breached::BreachedPasswords;
-use crate::domain::guard::FailureLimit;
-use crate::domain::hasher::HasherSettings;
-use crate::domain::imported::ImportLimits;
-use crate::domain::keys::ServerKey;
-use crate::domain::limits::RateLimits;
-use crate::domain::password::MAX_PASSWORD_HISTORY;
-use crate::domain::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
-use crate::domain::textfile;
-use crate::domain::token::{TokenGenerator, TokenPolicy};
+use crate::domain::model::breached::BreachedPasswords;
+use crate::domain::model::imported::ImportLimits;
+use crate::domain::model::keys::ServerKey;
+use crate::domain::model::password::MAX_PASSWORD_HISTORY;
+use crate::domain::model::password::{LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, PasswordPolicy};
+use crate::domain::model::textfile;
+use crate::domain::model::token::{TokenGenerator, TokenPolicy};
+use crate::domain::runtime::guard::FailureLimit;
+use crate::domain::runtime::hasher::HasherSettings;
+use crate::domain::runtime::limits::RateLimits;
 use crate::grpc::auth::{CallerKey, Role};
 use crate::grpc::client::ClientIpSettings;
 

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pwreset::domain::guard::FailureLimit;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::guard::FailureLimit;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{ConfirmRequest, SetActiveRequest, ValidateTokenRequest, VerifyPasswordRequest, event};
 use pwreset::store::entity::{accounts, events};
 use sea_orm::sea_query::Expr;
@@ -112,7 +112,7 @@ async fn no_ok_is_given_before_the_token_and_its_event_are_committed() {
     // Straight from the database, with nothing waited for after the answer.
     let db = db(&app).await;
     let created = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
+        .filter(events::Column::Kind.eq(pwreset::domain::model::event::EventKind::TokenCreated.code()))
         .filter(events::Column::Email.eq("ada@example.com"))
         .all(&db)
         .await
@@ -425,7 +425,7 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
     }
     let db = db(&app).await;
     let created: HashSet<String> = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
+        .filter(events::Column::Kind.eq(pwreset::domain::model::event::EventKind::TokenCreated.code()))
         .all(&db)
         .await
         .unwrap()
@@ -439,7 +439,7 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
 
 #[tokio::test]
 async fn failure_counts_older_than_the_lockout_are_forgotten() {
-    use pwreset::domain::persistence::{AttemptStore, Reservation};
+    use pwreset::domain::model::persistence::{AttemptStore, Reservation};
     let app = TestApp::spawn().await;
     let store = pwreset::store::Store::connect(app.db.url(), 2).await.unwrap();
     let now = app.clock_now();

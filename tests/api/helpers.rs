@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pwreset::config::KeySource;
-use pwreset::domain::keys::ServerKey;
+use pwreset::domain::model::keys::ServerKey;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{self, CreateAccountRequest, Event, RequestTokenRequest, SubscribeEventsRequest, event};

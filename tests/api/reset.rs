@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{
     ConfirmRequest, RequestTokenRequest, RequestTokenResponse, SetActiveRequest, ValidateTokenRequest,
 };

@@ -24,12 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pwreset_proto::clock::SharedClock;
 use uuid::Uuid;
 
-use super::AccountId;
-use super::clock::SharedClock;
-use super::token::TokenDigest;
-use super::token::TokenRecord;
+use crate::domain::model::AccountId;
+use crate::domain::model::token::TokenDigest;
+use crate::domain::model::token::TokenRecord;
 
 /// Entries kept at most; past it, stale entries are swept and new ones skipped.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -192,8 +192,9 @@ impl TokenCache {
 mod tests {
     use std::sync::Arc;
 
+    use pwreset_proto::clock::{Clock, ManualClock};
+
     use super::*;
-    use crate::domain::clock::{Clock, ManualClock};
 
     fn cache(ttl_secs: u64, capacity: usize) -> (TokenCache, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::default());
@@ -208,7 +209,7 @@ mod tests {
             used_at: None,
             revoked_at: None,
             account_active: true,
-            purpose: crate::domain::token::TokenPurpose::PasswordReset,
+            purpose: crate::domain::model::token::TokenPurpose::PasswordReset,
             bound: false,
         }
     }

@@ -21,9 +21,9 @@ use rand::TryRng;
 use tokio::sync::oneshot;
 use tracing::{Span, warn};
 
-use super::error::{Error, Result};
-use super::imported::{self, ImportLimits};
-use super::password::NormalisedPassword;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::imported::{self, ImportLimits};
+use crate::domain::model::password::NormalisedPassword;
 
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
@@ -196,7 +196,7 @@ impl Hasher {
     }
 
     fn submit(&self, job: Job) -> Result<()> {
-        match self.queue.try_send((job, Span::current(), super::clock::monotonic())) {
+        match self.queue.try_send((job, Span::current(), pwreset_proto::clock::monotonic())) {
             Ok(()) => {
                 metrics::gauge!("pwreset_hash_queue_depth").increment(1);
                 Ok(())
@@ -272,7 +272,7 @@ impl Worker {
             // Imported from another system, or made under older parameters: its own
             // algorithm, then the server's argon2id.
             None => {
-                let started = super::clock::monotonic();
+                let started = pwreset_proto::clock::monotonic();
                 let matched = imported::verify(password, stored, &self.imports);
                 let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 if let Some(observed) = &self.observed {
@@ -325,7 +325,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::password::Password;
+    use crate::domain::model::password::Password;
 
     fn cheap() -> HasherSettings {
         HasherSettings {

@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
+use pwreset_proto::clock::SharedClock;
 use sha2::Sha256;
 
-use super::clock::SharedClock;
-use super::email::Email;
-use super::error::{Error, Result};
-use super::persistence::{Db, Reservation};
+use crate::domain::model::email::Email;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::persistence::{Db, Reservation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use pwreset_proto::clock;
 use rand::RngExt;
 use tracing::warn;
 
-use super::clock;
-use super::error::{Error, Result};
+use crate::domain::model::error::{Error, Result};
 
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LONGEST_RETRY: Duration = Duration::from_millis(500);
