@@ -10,9 +10,9 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod import;
+pub mod proto;
 pub mod store;
 pub mod telemetry;
 
 pub use app::App;
 pub use config::Config;
-pub use pwreset_proto::proto;
