@@ -24,6 +24,7 @@ pub struct SharedArgs {
 
 /// For the subcommands that work on the database: whether to migrate it first.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database and logging")]
 pub struct MigrateFirstArgs {
     /// Do not apply pending migrations before starting.
     #[arg(long, env = "PWRESET_NO_MIGRATE")]
@@ -208,6 +209,7 @@ pub struct PasswordArgs {
 /// How many of an account's passwords are kept to refuse reuse (`serve` checks
 /// against them, `purge` deletes the older ones).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Passwords")]
 pub struct HistoryArgs {
     /// Refuse a new password equal to any of the account's last N (the current one
     /// included), 0 to 24; older hashes are deleted.
