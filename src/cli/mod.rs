@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use self::section::{
-    ClientArgs, EventArgs, HashingArgs, HistoryArgs, ImportLimitArgs, KeyArgs, LimitArgs, MigrateFirstArgs,
-    PasswordArgs, ServerArgs, SharedArgs, TokenArgs,
+    ClientArgs, DatabaseArgs, EventArgs, HashingArgs, HistoryArgs, ImportLimitArgs, KeyArgs, LimitArgs, PasswordArgs,
+    ServerArgs, SharedArgs, TokenArgs,
 };
 pub use self::value::{DatabaseUrl, Floor, GeneratorKind, LogFormat, RateArg, Secret};
 
@@ -41,10 +41,10 @@ impl Command {
     /// The flags every subcommand takes.
     pub fn shared(&self) -> &SharedArgs {
         match self {
-            Command::Serve(args) => &args.shared,
+            Command::Serve(args) => &args.database.shared,
             Command::Migrate(args) => &args.shared,
-            Command::Purge(args) => &args.shared,
-            Command::Import(args) => &args.shared,
+            Command::Purge(args) => &args.database.shared,
+            Command::Import(args) => &args.database.shared,
         }
     }
 }
@@ -53,9 +53,7 @@ impl Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub shared: SharedArgs,
-    #[command(flatten)]
-    pub migrate_first: MigrateFirstArgs,
+    pub database: DatabaseArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]
@@ -85,9 +83,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    pub shared: SharedArgs,
-    #[command(flatten)]
-    pub migrate_first: MigrateFirstArgs,
+    pub database: DatabaseArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]
@@ -100,9 +96,7 @@ pub struct ImportArgs {
     /// The file to import.
     pub file: PathBuf,
     #[command(flatten)]
-    pub shared: SharedArgs,
-    #[command(flatten)]
-    pub migrate_first: MigrateFirstArgs,
+    pub database: DatabaseArgs,
     #[command(flatten)]
     pub imports: ImportLimitArgs,
 }

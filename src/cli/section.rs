@@ -22,13 +22,23 @@ pub struct SharedArgs {
     pub log_format: LogFormat,
 }
 
-/// For the subcommands that work on the database: whether to migrate it first.
+/// For the subcommands that work in the database (`serve`, `purge`, `import`): the
+/// shared flags, and whether to migrate the database first.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Database and logging")]
-pub struct MigrateFirstArgs {
+pub struct DatabaseArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
     /// Do not apply pending migrations before starting.
-    #[arg(long, env = "PWRESET_NO_MIGRATE")]
+    #[arg(long, env = "PWRESET_NO_MIGRATE", help_heading = "Database and logging")]
     pub no_migrate: bool,
+}
+
+impl DatabaseArgs {
+    /// Whether pending migrations are applied first.
+    pub fn migrate(&self) -> bool {
+        !self.no_migrate
+    }
 }
 
 /// The server key, and the keys being rotated out.

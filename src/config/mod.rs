@@ -69,7 +69,7 @@ impl TryFrom<&ServeArgs> for Config {
     type Error = anyhow::Error;
 
     fn try_from(args: &ServeArgs) -> anyhow::Result<Self> {
-        let database_url = args.shared.database_url.clone();
+        let database_url = args.database.shared.database_url.clone();
         let (key, previous_keys) = key::keys(&args.keys, &database_url)?;
         let tokens = token::tokens(&args.tokens)?;
         let passwords = password::passwords(&args.passwords)?;
@@ -81,7 +81,7 @@ impl TryFrom<&ServeArgs> for Config {
         Ok(Config {
             database_url,
             database_max_connections: args.server.database_max_connections.max(1),
-            migrate: !args.migrate_first.no_migrate,
+            migrate: args.database.migrate(),
             key,
             previous_keys,
             tokens,
@@ -99,12 +99,12 @@ impl TryFrom<&PurgeArgs> for PurgeSettings {
     type Error = anyhow::Error;
 
     fn try_from(args: &PurgeArgs) -> anyhow::Result<Self> {
-        let database_url = args.shared.database_url.clone();
+        let database_url = args.database.shared.database_url.clone();
         // Previous keys are not used by a purge, but refused as `serve` would refuse them.
         let (key, _previous) = key::keys(&args.keys, &database_url)?;
         Ok(PurgeSettings {
             database_url,
-            migrate: !args.migrate_first.no_migrate,
+            migrate: args.database.migrate(),
             key,
             password_history: password::password_history(args.history.password_history)?,
         })
@@ -116,8 +116,8 @@ impl TryFrom<&ImportArgs> for ImportSettings {
 
     fn try_from(args: &ImportArgs) -> anyhow::Result<Self> {
         Ok(ImportSettings {
-            database_url: args.shared.database_url.clone(),
-            migrate: !args.migrate_first.no_migrate,
+            database_url: args.database.shared.database_url.clone(),
+            migrate: args.database.migrate(),
             limits: hasher::import_limits(&args.imports)?,
         })
     }
