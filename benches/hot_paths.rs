@@ -5,11 +5,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pwreset::domain::email::Email;
-use pwreset::domain::login::Username;
-use pwreset::domain::password::{Password, PasswordPolicy};
-use pwreset::domain::seal::Sealer;
-use pwreset::domain::token::{TokenDigester, TokenGenerator};
+use pwreset::domain::model::email::Email;
+use pwreset::domain::model::login::Username;
+use pwreset::domain::model::password::{Password, PasswordPolicy};
+use pwreset::domain::model::seal::Sealer;
+use pwreset::domain::model::token::{TokenDigester, TokenGenerator};
 
 fn tokens(c: &mut Criterion) {
     let generator = TokenGenerator::default();

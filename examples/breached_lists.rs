@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use pwreset::domain::breached::BreachedPasswords;
+use pwreset::domain::model::breached::BreachedPasswords;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

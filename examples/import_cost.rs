@@ -1,4 +1,4 @@
-//! Calibrates the cost model of imported hashes (`domain::imported`): times one check of
+//! Calibrates the cost model of imported hashes (`domain::model::imported`): times one check of
 //! each algorithm at known parameters on one core and prints nanoseconds per unit of its
 //! work beside the model's estimate. Run in release on the reference machine:
 //!
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use pwreset::domain::imported::prepare;
+use pwreset::domain::model::imported::prepare;
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(5, |r| r.parse().expect("ROUNDS"));

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use pwreset::domain::hasher::{Hasher, HasherSettings};
-use pwreset::domain::password::Password;
+use pwreset::domain::model::password::Password;
+use pwreset::domain::runtime::hasher::{Hasher, HasherSettings};
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{

@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::domain::AccountId;
-use crate::domain::email::Email;
-use crate::domain::imported::{ImportLimits, accept};
-use crate::domain::login::{Phone, Username};
-use crate::domain::persistence::{AccountStore, NewAccount};
-use crate::domain::retry::retry_transient;
-use crate::domain::textfile::{LineCap, open_regular};
+use crate::domain::model::AccountId;
+use crate::domain::model::email::Email;
+use crate::domain::model::imported::{ImportLimits, accept};
+use crate::domain::model::login::{Phone, Username};
+use crate::domain::model::persistence::{AccountStore, NewAccount};
+use crate::domain::model::textfile::{LineCap, open_regular};
+use crate::domain::runtime::retry::retry_transient;
 
 /// Accounts written per transaction.
 pub const CHUNK: usize = 1000;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use pwreset::cli::{Cli, Command};
 use pwreset::config::{ImportSettings, PurgeSettings};
-use pwreset::domain::clock::SystemClock;
+use pwreset::domain::runtime::clock::SystemClock;
 use pwreset::{App, Config};
 
 #[tokio::main]

@@ -5,9 +5,9 @@
 
 use proptest::prelude::*;
 use prost::Message;
-use pwreset::domain::email::Email;
-use pwreset::domain::password::{Password, PasswordPolicy};
-use pwreset::domain::token::RawToken;
+use pwreset::domain::model::email::Email;
+use pwreset::domain::model::password::{Password, PasswordPolicy};
+use pwreset::domain::model::token::RawToken;
 use pwreset::proto;
 
 proptest! {
@@ -31,8 +31,8 @@ proptest! {
 
     #[test]
     fn login_parsing_is_total_and_idempotent(raw in "\\PC{0,80}|\\+[0-9 ]{4,16}|[a-zA-Z0-9._-]{1,70}") {
-        if let Ok(login) = pwreset::domain::login::Login::parse(&raw, "login") {
-            let again = pwreset::domain::login::Login::parse(&login.to_string(), "login").expect("a normal login parses");
+        if let Ok(login) = pwreset::domain::model::login::Login::parse(&raw, "login") {
+            let again = pwreset::domain::model::login::Login::parse(&login.to_string(), "login").expect("a normal login parses");
             prop_assert_eq!(again, login);
         }
     }

@@ -189,7 +189,7 @@ impl Cursor {
                 return Ok(Cursor::Postgres { db, name: name.to_owned() });
             }
             tracing::info!(cursor = name, "another notifier is active; standing by");
-            pwreset::domain::clock::pause(poll).await;
+            pwreset::domain::runtime::clock::pause(poll).await;
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use pwreset::domain::clock;
+use pwreset::domain::runtime::clock;
 use rand::RngExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;

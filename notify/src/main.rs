@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::Parser;
 use lettre::message::Mailbox;
 use pwreset::cli::Secret;
-use pwreset::domain::clock::{self, Clock, SystemClock};
+use pwreset::domain::runtime::clock::{self, Clock, SystemClock};
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{Channel, Event, PasswordChangeReason, SubscribeEventsRequest, TokenPurpose, event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

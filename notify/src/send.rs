@@ -178,7 +178,7 @@ impl TextSender {
                     .body(Full::new(Bytes::from(text.json.clone())))
                     .map_err(|e| Failure::Permanent(anyhow!("building the webhook request: {e}")))?;
                 // One deadline for the whole call: connecting, the answer's head and its body.
-                let deadline = pwreset::domain::clock::monotonic() + *timeout;
+                let deadline = pwreset::domain::runtime::clock::monotonic() + *timeout;
                 let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
                     Err(_) => return Err(Failure::Transient(anyhow!("the webhook did not answer in {timeout:?}"))),
                     Ok(Err(e)) => return Err(Failure::Transient(anyhow!("webhook: {e}"))),

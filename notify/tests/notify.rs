@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pwreset::config::KeySource;
-use pwreset::domain::clock::SystemClock;
-use pwreset::domain::keys::ServerKey;
+use pwreset::domain::model::keys::ServerKey;
+use pwreset::domain::runtime::clock::SystemClock;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{ConfirmRequest, CreateAccountRequest, RequestTokenRequest, SubscribeEventsRequest, event};
@@ -521,7 +521,7 @@ async fn replicas_on_a_postgres_cursor_take_turns() {
 /// live stream with --skip-gaps.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cursor_behind_retention_fails_loudly_unless_gaps_are_skipped() {
-    use pwreset::domain::persistence::EventStore;
+    use pwreset::domain::model::persistence::EventStore;
     let server = server().await;
     reset_for(&server, "old@example.com").await;
     reset_for(&server, "older@example.com").await;

@@ -10,13 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::domain::accounts::AccountService;
-use crate::domain::bus::EventBus;
-use crate::domain::cache::TokenCache;
-use crate::domain::clock;
-use crate::domain::guard::FailureGuard;
-use crate::domain::limits::Limits;
-use crate::domain::reset::ResetService;
+use crate::domain::runtime::bus::EventBus;
+use crate::domain::runtime::cache::TokenCache;
+use crate::domain::runtime::clock;
+use crate::domain::runtime::guard::FailureGuard;
+use crate::domain::runtime::limits::Limits;
+use crate::domain::service::accounts::AccountService;
+use crate::domain::service::reset::ResetService;
 use crate::events::subscription::EventFeed;
 use crate::store::{Notice, Store};
 

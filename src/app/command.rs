@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::config::{ImportSettings, PurgeSettings};
-use crate::domain::clock::{Clock, SystemClock};
-use crate::domain::persistence::{AccountStore, EventStore, PurgeCounts};
+use crate::domain::model::persistence::{AccountStore, EventStore, PurgeCounts};
+use crate::domain::runtime::clock::{Clock, SystemClock};
 use crate::import::Summary;
 use crate::store::Store;
 

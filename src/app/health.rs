@@ -9,7 +9,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::domain::clock;
+use crate::domain::runtime::clock;
 use crate::proto;
 use crate::store::Store;
 

@@ -24,20 +24,20 @@ pub use self::health::{ACCOUNT_SERVICE_NAME, LIVENESS_SERVICE_NAME, RESET_SERVIC
 use self::shutdown::{termination, within_grace};
 use self::transport::Services;
 use crate::config::{Config, DatabaseUrl, EventSettings, ServerSettings};
-use crate::domain::Core;
-use crate::domain::accounts::{AccountService, AccountSettings};
-use crate::domain::bus::EventBus;
-use crate::domain::cache::{self, TokenCache};
-use crate::domain::clock::SharedClock;
-use crate::domain::guard::FailureGuard;
-use crate::domain::hasher::Hasher;
-use crate::domain::keys::ServerKey;
-use crate::domain::limits::Limits;
-use crate::domain::mint::Minter;
-use crate::domain::persistence::Db;
-use crate::domain::reset::{ResetService, ResetSettings};
-use crate::domain::seal::Sealer;
-use crate::domain::token::{TokenDigester, TokenGenerator};
+use crate::domain::model::keys::ServerKey;
+use crate::domain::model::persistence::Db;
+use crate::domain::model::seal::Sealer;
+use crate::domain::model::token::{TokenDigester, TokenGenerator};
+use crate::domain::runtime::Runtime;
+use crate::domain::runtime::bus::EventBus;
+use crate::domain::runtime::cache::{self, TokenCache};
+use crate::domain::runtime::clock::SharedClock;
+use crate::domain::runtime::guard::FailureGuard;
+use crate::domain::runtime::hasher::Hasher;
+use crate::domain::runtime::limits::Limits;
+use crate::domain::runtime::mint::Minter;
+use crate::domain::service::accounts::{AccountService, AccountSettings};
+use crate::domain::service::reset::{ResetService, ResetSettings};
 use crate::events::subscription::EventFeed;
 use crate::grpc::accounts::AccountGrpc;
 use crate::grpc::client::ClientIpSettings;
@@ -70,7 +70,7 @@ impl App {
         }
         warn_of_short_codes(&config.tokens.generator);
         let db: Db = Arc::new(store.clone());
-        let core = core(Arc::clone(&db), &clock, &config, &key);
+        let runtime = runtime(Arc::clone(&db), &clock, &config, &key);
         let previous_seal: Vec<[u8; 32]> = config.previous_keys.iter().map(|k| k.seal_key()).collect();
         let sealer = Sealer::with_previous(key.seal_key(), &previous_seal);
         let hasher = Arc::new(Hasher::start(&config.hasher)?);
@@ -78,11 +78,11 @@ impl App {
         let guard =
             Arc::new(FailureGuard::new(config.limits.verify_failures, Arc::clone(&clock), db, key.attempts_key()));
         let shutdown = CancellationToken::new();
-        let feed = event_feed(&store, &core, sealer.clone(), &config.events, shutdown.clone());
+        let feed = event_feed(&store, &runtime, sealer.clone(), &config.events, shutdown.clone());
         let minter = Minter::new(
             config.tokens.generator.clone(),
             config.tokens.sms_codes.clone(),
-            core.digester.clone(),
+            runtime.digester.clone(),
             sealer,
             config.events.retention,
         );
@@ -93,7 +93,7 @@ impl App {
             verify_answer_floor: config.hasher.verify_answer_floor,
         };
         let accounts = Arc::new(AccountService::new(
-            core.clone(),
+            runtime.clone(),
             Arc::clone(&hasher),
             minter.clone(),
             account_settings,
@@ -113,7 +113,7 @@ impl App {
             emit_unknown_account_events: config.events.emit_unknown_account_events,
         };
         let reset = Arc::new(ResetService::start(
-            core.clone(),
+            runtime.clone(),
             hasher,
             Arc::clone(&limits),
             Arc::clone(&guard),
@@ -129,7 +129,7 @@ impl App {
             limits,
             guard,
             store,
-            bus: core.bus,
+            bus: runtime.bus,
             database_url: config.database_url,
             server: config.server,
             clients: config.clients,
@@ -217,8 +217,8 @@ impl App {
 
 /// What both services share: the store, the clock, the event bus, the token cache, and
 /// the token digests under the current key and those being rotated out.
-fn core(store: Db, clock: &SharedClock, config: &Config, key: &ServerKey) -> Core {
-    Core {
+fn runtime(store: Db, clock: &SharedClock, config: &Config, key: &ServerKey) -> Runtime {
+    Runtime {
         store,
         clock: Arc::clone(clock),
         bus: EventBus::default(),
@@ -233,17 +233,17 @@ fn core(store: Db, clock: &SharedClock, config: &Config, key: &ServerKey) -> Cor
 /// Event subscriptions: replay from the store, then live from the bus.
 fn event_feed(
     store: &Store,
-    core: &Core,
+    runtime: &Runtime,
     sealer: Sealer,
     events: &EventSettings,
     shutdown: CancellationToken,
 ) -> EventFeed {
     EventFeed::new(
         Arc::new(store.clone()),
-        core.bus.clone(),
-        Arc::clone(&core.cache),
+        runtime.bus.clone(),
+        Arc::clone(&runtime.cache),
         sealer,
-        Arc::clone(&core.clock),
+        Arc::clone(&runtime.clock),
         events.poll_interval,
         events.broadcast_capacity,
         shutdown,

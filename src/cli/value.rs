@@ -3,7 +3,7 @@
 
 use clap::ValueEnum;
 
-use crate::domain::limits::Rate;
+use crate::domain::runtime::limits::Rate;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
 pub enum LogFormat {

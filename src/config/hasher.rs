@@ -5,8 +5,8 @@ use anyhow::bail;
 use argon2::Params;
 
 use crate::cli::{Floor, HashingArgs, ImportLimitArgs};
-use crate::domain::hasher::HasherSettings;
-use crate::domain::imported::ImportLimits;
+use crate::domain::model::imported::ImportLimits;
+use crate::domain::runtime::hasher::HasherSettings;
 
 pub(super) fn hasher(args: &HashingArgs) -> anyhow::Result<HasherSettings> {
     let params = Params::new(args.argon2_memory_kib, args.argon2_iterations, args.argon2_parallelism, None)

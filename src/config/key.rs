@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::KeyArgs;
-use crate::domain::keys::ServerKey;
-use crate::domain::textfile;
+use crate::domain::model::keys::ServerKey;
+use crate::domain::model::textfile;
 
 /// Where the server key comes from.
 #[derive(Debug, Clone)]

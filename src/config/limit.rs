@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::cli::LimitArgs;
-use crate::domain::guard::FailureLimit;
-use crate::domain::limits::RateLimits;
+use crate::domain::runtime::guard::FailureLimit;
+use crate::domain::runtime::limits::RateLimits;
 
 /// The longest `--reset-answer-floor`: every reset request waits it out.
 const MAX_RESET_ANSWER_FLOOR: Duration = Duration::from_millis(100);

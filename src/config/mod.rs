@@ -22,12 +22,12 @@ pub use self::server::{ServerSettings, TlsSettings};
 pub use self::token::{MAX_GUESS_ODDS, MIN_SHORT_CODES};
 pub use crate::cli::{DatabaseUrl, Secret};
 use crate::cli::{ImportArgs, PurgeArgs, ServeArgs};
-use crate::domain::hasher::HasherSettings;
-use crate::domain::imported::ImportLimits;
-use crate::domain::keys::ServerKey;
-use crate::domain::limits::RateLimits;
-use crate::domain::password::PasswordPolicy;
-use crate::domain::token::TokenPolicy;
+use crate::domain::model::imported::ImportLimits;
+use crate::domain::model::keys::ServerKey;
+use crate::domain::model::password::PasswordPolicy;
+use crate::domain::model::token::TokenPolicy;
+use crate::domain::runtime::hasher::HasherSettings;
+use crate::domain::runtime::limits::RateLimits;
 use crate::grpc::client::ClientIpSettings;
 
 /// What `pwreset serve` runs with.

@@ -3,8 +3,8 @@
 use anyhow::{Context, bail};
 
 use crate::cli::PasswordArgs;
-use crate::domain::breached::BreachedPasswords;
-use crate::domain::password::{
+use crate::domain::model::breached::BreachedPasswords;
+use crate::domain::model::password::{
     LOWEST_MAX_LENGTH, LOWEST_MIN_LENGTH, MAX_PASSWORD_BYTES, MAX_PASSWORD_HISTORY, PasswordPolicy,
 };
 

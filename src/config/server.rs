@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::cli::ServerArgs;
-use crate::domain::textfile;
+use crate::domain::model::textfile;
 use crate::grpc::auth::{CallerKey, Role};
 
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use super::*;
 use crate::cli::{Cli, Command};
-use crate::domain::keys::ServerKey;
+use crate::domain::model::keys::ServerKey;
 
 fn parse(args: &[&str]) -> anyhow::Result<Config> {
     let mut all = vec!["pwreset", "serve"];

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::cli::{GeneratorKind, TokenArgs};
-use crate::domain::token::{TokenGenerator, TokenPolicy};
+use crate::domain::model::token::{TokenGenerator, TokenPolicy};
 
 /// The fewest codes a short-code range may hold (`--token-min-number..--token-max-number`).
 pub const MIN_SHORT_CODES: u64 = 10_000;

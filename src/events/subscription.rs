@@ -15,14 +15,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::bus::EventBus;
-use crate::domain::cache::TokenCache;
-use crate::domain::clock;
-use crate::domain::clock::SharedClock;
-use crate::domain::event::{Channel, DomainEvent, Event, EventKind, Sequence, TokenCopy};
-use crate::domain::persistence::EventStore;
-use crate::domain::seal::{SealContext, Sealer};
-use crate::domain::{Error, Result};
+use crate::domain::model::event::{DomainEvent, Event, Sequence, TokenCopy};
+use crate::domain::model::persistence::EventStore;
+use crate::domain::model::seal::{SealContext, Sealer};
+use crate::domain::model::{Error, Result};
+use crate::domain::runtime::bus::EventBus;
+use crate::domain::runtime::cache::TokenCache;
+use crate::domain::runtime::clock;
+use crate::domain::runtime::clock::SharedClock;
 
 const BATCH: u64 = 256;
 
@@ -136,11 +136,6 @@ impl EventFeed {
     }
 }
 
-/// Why a subscriber loop stopped without an error.
-enum Stop {
-    Closed,
-}
-
 impl Inner {
     /// The fetcher: reads new events once and broadcasts them, in sequence order.
     async fn fetch(self: Arc<Self>) {
@@ -214,7 +209,7 @@ impl Inner {
                 self.check_retention(cursor, &batch).await?;
                 for stored in batch {
                     cursor = stored.sequence.db();
-                    if let Err(Stop::Closed) = self.send(tx, Arc::new(self.deliverable(stored))).await {
+                    if !self.send(tx, Arc::new(self.deliverable(stored))).await {
                         return Ok(());
                     }
                     slot.set(cursor);
@@ -234,7 +229,7 @@ impl Inner {
                             continue;
                         }
                         cursor = sequence;
-                        if let Err(Stop::Closed) = self.send(tx, event).await {
+                        if !self.send(tx, event).await {
                             return Ok(());
                         }
                         slot.set(cursor);
@@ -247,11 +242,13 @@ impl Inner {
         }
     }
 
-    async fn send(&self, tx: &mpsc::Sender<Result<Event>>, event: Arc<Event>) -> std::result::Result<(), Stop> {
+    /// Whether the event reached the subscriber's stream: not once the subscriber has
+    /// hung up or the server is shutting down (the loop then ends without an error).
+    async fn send(&self, tx: &mpsc::Sender<Result<Event>>, event: Arc<Event>) -> bool {
         let event = Arc::unwrap_or_clone(event);
         tokio::select! {
-            sent = tx.send(Ok(event)) => sent.map_err(|_| Stop::Closed),
-            () = self.shutdown.cancelled() => Err(Stop::Closed),
+            sent = tx.send(Ok(event)) => sent.is_ok(),
+            () = self.shutdown.cancelled() => false,
         }
     }
 
@@ -270,7 +267,7 @@ impl Inner {
     /// A new token revoked the account's others; a password change revoked them all.
     fn forget_changed_tokens(&self, e: &Event) {
         match &e.event {
-            DomainEvent::TokenCreated { account_id, token_id, .. } => self.cache.forget(*account_id, Some(*token_id)),
+            DomainEvent::TokenCreated(created) => self.cache.forget(created.account_id, Some(created.token_id)),
             DomainEvent::PasswordChanged { account_id, .. } => self.cache.forget(*account_id, None),
             DomainEvent::ResetRequestedForUnknownEmail { .. } => {}
         }
@@ -278,38 +275,18 @@ impl Inner {
 
     /// The event as a subscriber gets it: a live token's sealed copy opened.
     fn deliverable(&self, mut e: Event) -> Event {
-        if let DomainEvent::TokenCreated {
-            account_id,
-            email,
-            token_id,
-            token,
-            expires_at,
-            purpose,
-            channel,
-            phone,
-            ..
-        } = &mut e.event
-        {
-            let live = *expires_at > self.clock.now();
-            let context = SealContext {
-                kind: EventKind::TokenCreated,
-                token_id: *token_id,
-                account_id: *account_id,
-                email,
-                purpose: *purpose,
-                sms_phone: (*channel == Channel::Sms).then_some(phone.as_str()),
-            };
-            *token = match std::mem::replace(token, TokenCopy::Gone) {
-                TokenCopy::Sealed(sealed) if live => {
-                    match self.sealer.open_event(&sealed, &context) {
-                        Some(raw) => TokenCopy::Raw(raw),
-                        None => {
-                            // Tampered with, or sealed under a key no longer configured.
-                            tracing::warn!(sequence = %e.sequence, "a sealed token did not open; delivered without it");
-                            TokenCopy::Gone
-                        }
+        if let DomainEvent::TokenCreated(created) = &mut e.event {
+            let live = created.expires_at > self.clock.now();
+            let copy = std::mem::replace(&mut created.token, TokenCopy::Gone);
+            created.token = match copy {
+                TokenCopy::Sealed(sealed) if live => match self.sealer.open_event(&sealed, &SealContext::of(created)) {
+                    Some(raw) => TokenCopy::Raw(raw),
+                    None => {
+                        // Tampered with, or sealed under a key no longer configured.
+                        tracing::warn!(sequence = %e.sequence, "a sealed token did not open; delivered without it");
+                        TokenCopy::Gone
                     }
-                }
+                },
                 _ => TokenCopy::Gone,
             };
         }

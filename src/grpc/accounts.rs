@@ -8,11 +8,11 @@ use tracing::field::Empty;
 use super::auth::CallerName;
 use super::client::ClientIpSettings;
 use super::convert::{duration, purpose, timestamp};
-use crate::domain::accounts::{AccountKey, AccountService, Credential, Delivery, Logins, TokenRequest};
-use crate::domain::email::Email;
-use crate::domain::login::{Phone, Username};
-use crate::domain::password::Password;
-use crate::domain::{AccountId, Error, Locale};
+use crate::domain::model::email::Email;
+use crate::domain::model::login::{Phone, Username};
+use crate::domain::model::password::Password;
+use crate::domain::model::{AccountId, Error, Locale};
+use crate::domain::service::accounts::{AccountKey, AccountService, Credential, Delivery, Logins, TokenRequest};
 use crate::proto;
 use crate::proto::account_service_server::AccountService as AccountServiceRpc;
 use crate::proto::{

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use tonic::metadata::MetadataMap;
 
 use super::auth::Authenticated;
-use crate::domain::ClientInfo;
+use crate::domain::model::ClientInfo;
 
 /// Longest user agent kept; longer ones are cut at a character boundary.
 pub const MAX_USER_AGENT_BYTES: usize = 512;

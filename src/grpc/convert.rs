@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::event::{Channel, DomainEvent, Event, PasswordChangeReason, TokenCopy};
-use crate::domain::token::TokenPurpose;
-use crate::domain::{Account, Error, Result};
+use crate::domain::model::event::{Channel, DomainEvent, Event, PasswordChangeReason, TokenCopy, TokenCreated};
+use crate::domain::model::token::TokenPurpose;
+use crate::domain::model::{Account, Error, Result};
 use crate::proto;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -68,7 +68,7 @@ pub fn duration(field: &'static str, value: prost_types::Duration) -> Result<std
 impl From<Event> for proto::Event {
     fn from(e: Event) -> Self {
         let kind = match e.event {
-            DomainEvent::TokenCreated {
+            DomainEvent::TokenCreated(TokenCreated {
                 account_id,
                 email,
                 token,
@@ -81,7 +81,7 @@ impl From<Event> for proto::Event {
                 phone,
                 username,
                 ..
-            } => proto::event::Kind::TokenCreated(proto::TokenCreated {
+            }) => proto::event::Kind::TokenCreated(proto::TokenCreated {
                 account_id: account_id.to_string(),
                 email,
                 // Empty once the token is no longer live (its copy destroyed).

@@ -157,7 +157,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let started = crate::domain::clock::monotonic();
+        let started = crate::domain::runtime::clock::monotonic();
         let path = request.uri().path().to_owned();
         let (service, method, kind) = method_labels(&path);
         let id = request_id(request.headers());

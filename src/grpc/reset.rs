@@ -9,12 +9,12 @@ use tracing::field::Empty;
 
 use super::client::ClientIpSettings;
 use super::convert::timestamp;
-use crate::domain::event::Sequence;
-use crate::domain::login::Login;
-use crate::domain::password::Password;
-use crate::domain::reset::ResetService;
-use crate::domain::token::RawToken;
-use crate::domain::{ClientInfo, Locale};
+use crate::domain::model::event::Sequence;
+use crate::domain::model::login::Login;
+use crate::domain::model::password::Password;
+use crate::domain::model::token::RawToken;
+use crate::domain::model::{ClientInfo, Locale};
+use crate::domain::service::reset::ResetService;
 use crate::events::subscription::EventFeed;
 use crate::proto::password_reset_service_server::PasswordResetService;
 use crate::proto::{
@@ -35,7 +35,7 @@ impl ResetGrpc {
 }
 
 /// A request's optional `login`.
-fn login_field(raw: &str) -> crate::domain::Result<Option<Login>> {
+fn login_field(raw: &str) -> crate::domain::model::Result<Option<Login>> {
     if raw.trim().is_empty() { Ok(None) } else { Login::parse(raw, "login").map(Some) }
 }
 

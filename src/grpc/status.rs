@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::domain::Error;
+use crate::domain::model::Error;
 
 /// What a caller is told to wait when the hashing queue or the reset queue is full.
 const BUSY_RETRY: Duration = Duration::from_secs(1);

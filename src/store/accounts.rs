@@ -5,21 +5,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
 };
 use tracing::instrument;
 
+use super::append::insert_event;
 use super::entity::{accounts, reset_tokens};
 use super::history;
+use super::revoke::{RevokeScope, notify_revoked, revoke_live_tokens};
 use super::row::token_model;
-use super::write::{Revoke, insert_event, notify_revoked, outbox_lock, revoke_live_tokens};
 use super::{Classify, Store, classify, from_millis, millis};
-use crate::domain::email::Email;
-use crate::domain::event::{NewEvent, Sequence};
-use crate::domain::login::{Login, Phone, Username};
-use crate::domain::persistence::{AccountRecord, AccountStore, Issue, NewAccount, PasswordChange};
-use crate::domain::{Account, AccountId, Error, Result};
+use crate::domain::model::email::Email;
+use crate::domain::model::event::{NewEvent, Sequence};
+use crate::domain::model::login::{Login, Phone, Username};
+use crate::domain::model::persistence::{AccountRecord, AccountStore, NewAccount, PasswordChange, TokenWrite};
+use crate::domain::model::{Account, AccountId, Error, Result};
 
 #[async_trait]
 impl AccountStore for Store {
@@ -48,31 +49,29 @@ impl AccountStore for Store {
     }
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
-    async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)> {
+    async fn create_account(&self, new: NewAccount, setup: Option<TokenWrite>) -> Result<(Account, Option<Sequence>)> {
         let model = account_model(new);
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        // The lock order (see `store`): outbox first for a transaction that writes an
-        // event (a plain account insert locks nothing anyone else holds first).
-        if setup.is_some() {
-            outbox_lock(&txn).await?;
-        }
-        let row = match accounts::Entity::insert(model).exec_with_returning(&txn).await {
-            Ok(row) => row,
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                txn.rollback().await.db()?;
+        let Some(TokenWrite { token, event }) = setup else {
+            // A plain account insert locks nothing anyone else holds first.
+            let txn = self.begin_write().await?;
+            let Some(row) = insert_account(&txn, model).await? else {
+                txn.rollback().await?;
                 return Err(Error::AccountExists);
-            }
-            Err(e) => return Err(classify(e)),
+            };
+            txn.commit().await?;
+            return Ok((to_account(&row), None));
         };
-        let mut sequence = None;
-        if let Some(Issue { token, event }) = setup {
-            reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&txn).await.db()?;
-            if let Some(event) = event {
-                sequence = Some(insert_event(&txn, event).await?);
-            }
-        }
-        txn.commit().await.db()?;
+        let txn = self.begin_outbox().await?;
+        let Some(row) = insert_account(&txn, model).await? else {
+            txn.rollback().await?;
+            return Err(Error::AccountExists);
+        };
+        reset_tokens::Entity::insert(token_model(token, None)).exec_without_returning(&*txn).await.db()?;
+        let sequence = match event {
+            Some(event) => Some(insert_event(&txn, event).await?),
+            None => None,
+        };
+        txn.commit().await?;
         Ok((to_account(&row), sequence))
     }
 
@@ -89,15 +88,14 @@ impl AccountStore for Store {
             return Ok(0);
         }
         let rows: Vec<_> = new.iter().cloned().map(account_model).collect();
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
+        let txn = self.begin_write().await?;
         let inserted = accounts::Entity::insert_many(rows)
             // Any unique login taken (e-mail, username, phone): skipped, never overwritten.
             .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .exec_without_returning(&txn)
+            .exec_without_returning(&*txn)
             .await
             .db()?;
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(inserted)
     }
 
@@ -122,26 +120,24 @@ impl AccountStore for Store {
 
     #[instrument(skip_all, err, level = "debug")]
     async fn set_active(&self, id: AccountId, active: bool, now: DateTime<Utc>) -> Result<Option<Account>> {
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        // The lock order (see `store`): outbox, then the account, then its tokens.
-        outbox_lock(&txn).await?;
+        // The lock order (see `txn`): outbox, then the account, then its tokens.
+        let txn = self.begin_outbox().await?;
         let updated = accounts::Entity::update_many()
             .col_expr(accounts::Column::Active, Expr::value(active))
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))
             .filter(accounts::Column::Id.eq(id.uuid()))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .db()?;
         if updated.rows_affected == 0 {
             return Ok(None);
         }
         if !active {
-            revoke_live_tokens(&txn, &[id], Revoke::ALL, now).await?;
+            revoke_live_tokens(&txn, &[id], RevokeScope::ALL, now).await?;
             notify_revoked(&txn, id).await?;
         }
-        let row = accounts::Entity::find_by_id(id.uuid()).one(&txn).await.db()?;
-        txn.commit().await.db()?;
+        let row = accounts::Entity::find_by_id(id.uuid()).one(&*txn).await.db()?;
+        txn.commit().await?;
         Ok(row.as_ref().map(to_account))
     }
 
@@ -159,7 +155,7 @@ impl AccountStore for Store {
             .col_expr(accounts::Column::UpdatedAt, Expr::value(millis(now)))
             .filter(accounts::Column::Id.eq(id.uuid()))
             .filter(accounts::Column::PasswordHash.eq(old_hash))
-            .exec(&self.writer)
+            .exec(&self.write_db)
             .await
             .db()?;
         Ok(())
@@ -167,19 +163,17 @@ impl AccountStore for Store {
 
     #[instrument(skip_all, err(level = "debug"), level = "debug")]
     async fn change_password(&self, c: PasswordChange, event: NewEvent) -> Result<Sequence> {
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        // The lock order (see `store`): outbox, then the account, then its tokens.
-        outbox_lock(&txn).await?;
+        // The lock order (see `txn`): outbox, then the account, then its tokens.
+        let txn = self.begin_outbox().await?;
         let set =
-            history::set_password(&txn, c.account_id, c.new_hash, Some(c.old_hash), c.history_keep, c.now).await?;
+            history::set_password(&*txn, c.account_id, c.new_hash, Some(c.old_hash), c.history_keep, c.now).await?;
         if !set {
-            txn.rollback().await.db()?;
+            txn.rollback().await?;
             return Err(Error::PasswordChangedConcurrently);
         }
-        revoke_live_tokens(&txn, &[c.account_id], Revoke::ALL, c.now).await?;
+        revoke_live_tokens(&txn, &[c.account_id], RevokeScope::ALL, c.now).await?;
         let sequence = insert_event(&txn, event).await?;
-        txn.commit().await.db()?;
+        txn.commit().await?;
         Ok(sequence)
     }
 
@@ -191,7 +185,16 @@ impl AccountStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn trim_password_histories(&self, keep: u32) -> Result<u64> {
         let _turn = self.write_turn().await;
-        history::trim(&self.writer, keep).await
+        history::trim(&self.write_db, keep).await
+    }
+}
+
+/// Inserts an account; `None` if one of its logins is taken.
+async fn insert_account(txn: &DatabaseTransaction, model: accounts::ActiveModel) -> Result<Option<accounts::Model>> {
+    match accounts::Entity::insert(model).exec_with_returning(txn).await {
+        Ok(row) => Ok(Some(row)),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
+        Err(e) => Err(classify(e)),
     }
 }
 

@@ -11,8 +11,8 @@ use tracing::instrument;
 
 use super::entity::verify_failures;
 use super::{Classify, Store, from_millis, millis};
-use crate::domain::Result;
-use crate::domain::persistence::{AttemptStore, Reservation};
+use crate::domain::model::Result;
+use crate::domain::model::persistence::{AttemptStore, Reservation};
 
 /// Counts one attempt unless `max` attempts are already counted after `window_start`;
 /// a count older than the window starts again at one. One statement on both databases.
@@ -38,10 +38,10 @@ impl AttemptStore for Store {
             [digest.to_vec().into(), millis(now).into(), millis(window_start).into(), i64::from(max).into()];
         let statement = Statement::from_sql_and_values(self.backend(), RESERVE, values);
         let _turn = self.write_turn().await;
-        if self.writer.query_one_raw(statement).await.db()?.is_some() {
+        if self.write_db.query_one_raw(statement).await.db()?.is_some() {
             return Ok(Reservation::Granted);
         }
-        let row = verify_failures::Entity::find_by_id(digest.to_vec()).one(&self.writer).await.db()?;
+        let row = verify_failures::Entity::find_by_id(digest.to_vec()).one(&self.write_db).await.db()?;
         Ok(Reservation::Locked { last_attempt_at: from_millis(row.map_or(millis(now), |r| r.last_attempt_at)) })
     }
 
@@ -53,7 +53,7 @@ impl AttemptStore for Store {
             .col_expr(verify_failures::Column::Failures, Expr::col(verify_failures::Column::Failures).sub(1))
             .filter(verify_failures::Column::EmailDigest.eq(digest.to_vec()))
             .filter(verify_failures::Column::Failures.gt(0))
-            .exec(&self.writer)
+            .exec(&self.write_db)
             .await
             .db()?;
         Ok(())
@@ -64,7 +64,7 @@ impl AttemptStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn clear_attempts(&self, digest: &[u8; 32]) -> Result<()> {
         let _turn = self.write_turn().await;
-        verify_failures::Entity::delete_by_id(digest.to_vec()).exec(&self.writer).await.db()?;
+        verify_failures::Entity::delete_by_id(digest.to_vec()).exec(&self.write_db).await.db()?;
         Ok(())
     }
 
@@ -74,7 +74,7 @@ impl AttemptStore for Store {
         let _turn = self.write_turn().await;
         let deleted = verify_failures::Entity::delete_many()
             .filter(verify_failures::Column::LastAttemptAt.lte(millis(window_start)))
-            .exec(&self.writer)
+            .exec(&self.write_db)
             .await
             .db()?;
         Ok(deleted.rows_affected)

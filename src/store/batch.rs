@@ -4,93 +4,77 @@
 
 use std::collections::{HashMap, HashSet};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, SqlErr};
 use tracing::instrument;
 
 use super::accounts::accounts_by_logins;
+use super::append::{OutboxRows, append_outbox, insert_event};
 use super::entity::{event_retention, events, reset_tokens};
+use super::revoke::{RevokeScope, RevokeStatement, revoke_live_tokens};
 use super::row::{event_model, token_model};
-use super::write::{OutboxRows, Revocation, Revoke, append_outbox, insert_event, outbox_lock, revoke_live_tokens};
+use super::txn::OutboxTxn;
 use super::{Classify, Store, classify, millis};
-use crate::domain::event::{DomainEvent, EventKind, Sequence, TokenCopy};
-use crate::domain::login::Login;
-use crate::domain::persistence::{Inserted, OutboxWrite, Plan, TokenCap, Written};
-use crate::domain::token::{NewToken, TokenPurpose};
-use crate::domain::{AccountId, Result};
+use crate::domain::model::event::{DomainEvent, EventKind, Sequence, TokenCopy};
+use crate::domain::model::login::Login;
+use crate::domain::model::persistence::{AccountRecord, BatchEntry, EntryOutcome, TokenBatch, TokenCap, Written};
+use crate::domain::model::token::{NewToken, TokenPurpose};
+use crate::domain::model::{AccountId, Result};
+
+/// The write transaction of one token batch (see [`TokenBatch`]).
+pub(super) struct BatchTxn {
+    txn: OutboxTxn,
+    /// The accounts the look-up found active: the only ones a token is written for.
+    active: HashSet<AccountId>,
+}
 
 impl Store {
-    /// Writes a batch of outbox entries in one transaction (group commit: one fsync for
-    /// the batch): looks up the accounts `logins` name after the outbox lock and writes
-    /// what `plan` makes of them. An entry with a token revokes the account's earlier
-    /// live tokens, unless the account is not found active, already had `cap` tokens
-    /// created in the cap's window (counted from the outbox, so the cap holds across
-    /// replicas) or the digest is taken: then that entry changes nothing. The result is
-    /// the same as writing the entries one after another, in order.
-    ///
-    /// The batch is written with a fixed number of set-based statements (one look-up,
-    /// one grouped cap count, one revocation, the inserts), whatever its size. Only if
-    /// a digest is already taken (plausible with short numeric codes alone) is it
-    /// written again entry by entry, each in a savepoint, to find the colliding ones.
-    #[instrument(skip_all, err, level = "debug", fields(batch = logins.len()))]
-    pub(super) async fn write_batch(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written> {
-        let _turn = self.write_turn().await;
-        match self.write_outbox_once(logins, plan, caps_on, false).await? {
-            Some(written) => Ok(written),
-            // A digest was taken: the transaction was rolled back whole; write again,
-            // entry by entry, each in a savepoint, to find the colliding ones.
-            None => self.write_outbox_once(logins, plan, caps_on, true).await?.ok_or_else(|| {
-                crate::domain::Error::Internal(anyhow::anyhow!("the outbox write found a collision twice"))
-            }),
-        }
-    }
-
-    /// One attempt of [`write_batch`](Self::write_batch); `None` when the set-based
-    /// insert met a taken digest (and everything was rolled back).
-    async fn write_outbox_once(
-        &self,
-        logins: &[&Login],
-        plan: &Plan<'_>,
-        caps_on: bool,
-        each: bool,
-    ) -> Result<Option<Written>> {
-        let txn = self.writer.begin().await.db()?;
-        // The lock order (see `store`): the outbox lock, then accounts, tokens, events.
-        // Serialising with other replicas' writers before reading means two racing
-        // requests for one account cannot both pass the cap, and no deactivation can
-        // commit between the look-up below and this commit.
-        outbox_lock(&txn).await?;
-        // On SQLite, take the write lock before the reads below, so the transaction
-        // never has to upgrade a read snapshot that went stale. (On PostgreSQL the
-        // outbox lock has already serialised the writers.)
+    /// Begins a token batch's transaction. The outbox lock serialises it with other
+    /// replicas' writers before it reads, so two racing requests for one account cannot
+    /// both pass the cap, and no deactivation can commit between its look-up and its
+    /// commit.
+    pub(super) async fn begin_batch(&self) -> Result<BatchTxn> {
+        let txn = self.begin_outbox().await?;
+        // On SQLite, take the write lock before the reads, so the transaction never has
+        // to upgrade a read snapshot that went stale. (On PostgreSQL the outbox lock has
+        // already serialised the writers.)
         if !self.is_postgres() {
             event_retention::Entity::update_many()
                 .col_expr(event_retention::Column::PurgedThrough, Expr::col(event_retention::Column::PurgedThrough))
                 .filter(event_retention::Column::Id.eq(1))
-                .exec(&txn)
+                .exec(&*txn)
                 .await
                 .db()?;
         }
-        let records = accounts_by_logins(&txn, logins).await?;
-        let writes = plan(&records)?;
-        let active: HashSet<AccountId> = records.iter().filter(|r| r.account.active).map(|r| r.account.id).collect();
-        let outcomes = apply_caps(&txn, &writes, &active, caps_on).await?;
-        let (outcomes, newest) = if each {
-            write_each(&txn, &writes, outcomes).await?
-        } else {
-            match write_set(&txn, &writes, &outcomes).await? {
-                Some(newest) => (outcomes, newest),
-                None => {
-                    txn.rollback().await.db()?;
-                    return Ok(None);
-                }
-            }
-        };
-        txn.commit().await.db()?;
-        Ok(Some(Written { writes, outcomes, newest }))
+        Ok(BatchTxn { txn, active: HashSet::new() })
+    }
+}
+
+#[async_trait]
+impl TokenBatch for BatchTxn {
+    #[instrument(skip_all, err, level = "debug", fields(batch = logins.len()))]
+    async fn accounts_by_logins(&mut self, logins: &[&Login]) -> Result<Vec<AccountRecord>> {
+        let records = accounts_by_logins(&*self.txn, logins).await?;
+        self.active.extend(records.iter().filter(|r| r.account.active).map(|r| r.account.id));
+        Ok(records)
+    }
+
+    #[instrument(skip_all, err, level = "debug", fields(batch = entries.len()))]
+    async fn write_together(&mut self, entries: &[BatchEntry], caps_on: bool) -> Result<Option<Written>> {
+        let outcomes = apply_caps(&*self.txn, entries, &self.active, caps_on).await?;
+        Ok(write_set(&self.txn, entries, &outcomes).await?.map(|newest| Written { outcomes, newest }))
+    }
+
+    #[instrument(skip_all, err, level = "debug", fields(batch = entries.len()))]
+    async fn write_one_by_one(&mut self, entries: &[BatchEntry], caps_on: bool) -> Result<Written> {
+        let caps = apply_caps(&*self.txn, entries, &self.active, caps_on).await?;
+        write_each(&self.txn, entries, caps).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.txn.commit().await
     }
 }
 
@@ -101,7 +85,7 @@ enum CapKey {
     UnknownEmail(String),
 }
 
-fn cap_key(write: &OutboxWrite) -> CapKey {
+fn cap_key(write: &BatchEntry) -> CapKey {
     match &write.token {
         Some(token) => CapKey::Account(token.account_id),
         None => CapKey::UnknownEmail(write.event.event.email().to_owned()),
@@ -115,10 +99,10 @@ fn cap_key(write: &OutboxWrite) -> CapKey {
 /// `Inactive` and changes nothing either.
 async fn apply_caps<C: ConnectionTrait>(
     db: &C,
-    writes: &[OutboxWrite],
+    writes: &[BatchEntry],
     active: &HashSet<AccountId>,
     caps_on: bool,
-) -> Result<Vec<Inserted>> {
+) -> Result<Vec<EntryOutcome>> {
     let capped: Vec<(CapKey, TokenCap)> = writes.iter().filter_map(|w| Some((cap_key(w), w.cap?))).collect();
     let mut remaining: HashMap<CapKey, i64> = HashMap::new();
     // With caps on, both counts run for every batch, empty or not (the same statements
@@ -174,15 +158,15 @@ async fn apply_caps<C: ConnectionTrait>(
             if let Some(token) = &w.token
                 && !active.contains(&token.account_id)
             {
-                return Inserted::Inactive;
+                return EntryOutcome::Inactive;
             }
-            let Some(cap) = w.cap else { return Inserted::Created };
+            let Some(cap) = w.cap else { return EntryOutcome::Written };
             let used = remaining.entry(cap_key(w)).or_insert(0);
             if *used >= i64::from(cap.max) {
-                Inserted::Capped
+                EntryOutcome::Capped
             } else {
                 *used += 1;
-                Inserted::Created
+                EntryOutcome::Written
             }
         })
         .collect())
@@ -190,13 +174,13 @@ async fn apply_caps<C: ConnectionTrait>(
 
 /// Writes the entries `outcomes` lets through with set-based statements. `None` when
 /// a digest is already taken: the caller rolls back and writes entry by entry.
-async fn write_set<C: ConnectionTrait>(
-    db: &C,
-    writes: &[OutboxWrite],
-    outcomes: &[Inserted],
+async fn write_set(
+    txn: &OutboxTxn,
+    writes: &[BatchEntry],
+    outcomes: &[EntryOutcome],
 ) -> Result<Option<Option<Sequence>>> {
-    let accepted: Vec<&OutboxWrite> =
-        writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created).map(|(w, _)| w).collect();
+    let accepted: Vec<&BatchEntry> =
+        writes.iter().zip(outcomes).filter(|(_, o)| **o == EntryOutcome::Written).map(|(w, _)| w).collect();
     // Each account's newest token in the batch stays live; the batch's earlier ones for
     // that account are stored already revoked, as writing them in turn would leave them.
     let mut newest_token: HashMap<AccountId, &NewToken> = HashMap::new();
@@ -210,7 +194,7 @@ async fn write_set<C: ConnectionTrait>(
     let accounts: Vec<AccountId> = newest_token.keys().copied().collect();
     // The batch holds reset requests only: they end the accounts' earlier resets, not
     // an invitation.
-    let revoke = Revocation::new(&accounts, Revoke::purpose(TokenPurpose::PasswordReset), now);
+    let revoke = RevokeStatement::new(&accounts, RevokeScope::purpose(TokenPurpose::PasswordReset), now);
     let superseded_at = |token: &NewToken| {
         let newest = newest_token.get(&token.account_id)?;
         (newest.id != token.id).then_some(newest.created_at)
@@ -220,9 +204,9 @@ async fn write_set<C: ConnectionTrait>(
     let events = accepted.iter().map(|w| {
         let mut event = w.event.clone();
         if w.token.as_ref().is_some_and(|t| superseded_at(t).is_some())
-            && let DomainEvent::TokenCreated { token, .. } = &mut event.event
+            && let DomainEvent::TokenCreated(created) = &mut event.event
         {
-            *token = TokenCopy::Gone;
+            created.token = TokenCopy::Gone;
         }
         event_model(event)
     });
@@ -230,54 +214,49 @@ async fn write_set<C: ConnectionTrait>(
     // it commits, so these are the newest sequences. Announced for an empty batch too
     // (a listener ignores a sequence it has seen).
     let rows = OutboxRows { revoke: Some(revoke), tokens: Some(tokens), events: events.collect() };
-    match append_outbox(db, rows).await {
+    match append_outbox(txn, rows).await {
         Ok(newest) => Ok(Some(newest.map(Sequence::from_db))),
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
         Err(e) => Err(classify(e)),
     }
 }
 
-/// The slow path of [`Store::write_batch`]: each entry the cap let through in a
-/// savepoint of its own.
-async fn write_each(
-    txn: &DatabaseTransaction,
-    writes: &[OutboxWrite],
-    caps: Vec<Inserted>,
-) -> Result<(Vec<Inserted>, Option<Sequence>)> {
+/// The slow path: each entry the cap let through in a savepoint of its own.
+async fn write_each(txn: &OutboxTxn, writes: &[BatchEntry], caps: Vec<EntryOutcome>) -> Result<Written> {
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut newest = None;
     for (write, cap) in writes.iter().zip(caps) {
-        if cap != Inserted::Created {
+        if cap != EntryOutcome::Written {
             outcomes.push(cap);
             continue;
         }
-        let entry = txn.begin().await.db()?;
+        let entry = txn.savepoint().await?;
         let outcome = match write_one(&entry, write).await? {
             Some(sequence) => {
-                entry.commit().await.db()?;
+                entry.commit().await?;
                 newest = newest.max(Some(sequence));
-                Inserted::Created
+                EntryOutcome::Written
             }
             None => {
-                entry.rollback().await.db()?;
-                Inserted::DigestTaken
+                entry.rollback().await?;
+                EntryOutcome::DigestTaken
             }
         };
         outcomes.push(outcome);
     }
-    Ok((outcomes, newest))
+    Ok(Written { outcomes, newest })
 }
 
 /// One outbox entry that the cap let through, inside its savepoint; `None` if its
 /// digest is taken.
-async fn write_one<C: ConnectionTrait>(db: &C, write: &OutboxWrite) -> Result<Option<Sequence>> {
+async fn write_one(txn: &OutboxTxn, write: &BatchEntry) -> Result<Option<Sequence>> {
     if let Some(token) = &write.token {
-        revoke_live_tokens(db, &[token.account_id], Revoke::purpose(token.purpose), token.created_at).await?;
-        match reset_tokens::Entity::insert(token_model(token.clone(), None)).exec_without_returning(db).await {
+        revoke_live_tokens(txn, &[token.account_id], RevokeScope::purpose(token.purpose), token.created_at).await?;
+        match reset_tokens::Entity::insert(token_model(token.clone(), None)).exec_without_returning(&**txn).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
             Err(e) => return Err(classify(e)),
         }
     }
-    Ok(Some(insert_event(db, write.event.clone()).await?))
+    Ok(Some(insert_event(txn, write.event.clone()).await?))
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 
 use super::entity::{accounts, password_history};
 use super::{Classify, millis};
-use crate::domain::{AccountId, Result};
+use crate::domain::model::{AccountId, Result};
 
 /// Inside a password change, before the new hash is written: keeps the account's
 /// current hash as history (when `keep` > 0) and deletes all but its `keep` newest

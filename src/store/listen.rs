@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::domain::AccountId;
-use crate::domain::event::Sequence;
+use crate::domain::model::AccountId;
+use crate::domain::model::event::Sequence;
 
 /// Arbitrary, fixed key of the PostgreSQL advisory lock that serialises outbox writers.
 pub const OUTBOX_LOCK_KEY: i64 = 0x7077_7265_7365_7401;
@@ -67,7 +67,7 @@ pub async fn follow_commits(
             () = stop.cancelled() => return,
         }
         tokio::select! {
-            () = crate::domain::clock::pause(Duration::from_secs(1)) => {}
+            () = crate::domain::runtime::clock::pause(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
         }
     }

@@ -1,30 +1,26 @@
 //! Persistence: SeaORM entities and queries behind the domain's traits
-//! (`domain::persistence`). Maps rows to and from domain types, owns every transaction,
+//! (`domain::model::persistence`). Maps rows to and from domain types, owns every transaction,
 //! and classifies database errors once, by kind. Imports only `domain`.
 //!
 //! A method that changes state and has an event to publish takes the event and writes
 //! both in one transaction (the outbox), so a crash leaves both or neither.
 //!
-//! **Lock order.** Every write transaction that touches more than one row takes its
-//! locks in one order: first the outbox lock (a transaction-scoped PostgreSQL advisory
-//! lock; on SQLite this process's write queue and the file lock play its part), then
-//! account rows (in id order), then token rows, then event rows. The token writer,
-//! `Confirm`, `SetActive`, discarding a token and the sweeper's purge all follow it, so
-//! no two of them can deadlock; single-statement writes (account creation, a hash
-//! upgrade, the attempt counter) hold one lock only. Transient failures that remain
-//! (serialization failures, a lost connection) are classified `Unavailable`, and the
-//! token writer retries them.
+//! Every write transaction takes its locks in one order, enforced by the types that
+//! hold them (see [`txn`]). Transient failures that remain (serialization failures, a
+//! lost connection) are classified `Unavailable`, and the token writer retries them.
 
 mod accounts;
+mod append;
 mod attempts;
 mod batch;
 pub mod entity;
 mod history;
 mod listen;
 mod outbox;
+mod revoke;
 mod row;
 mod tokens;
-mod write;
+mod txn;
 
 pub use listen::{EVENTS_CHANNEL, Notice, OUTBOX_LOCK_KEY, REVOKED_CHANNEL, follow_commits};
 
@@ -37,7 +33,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr, RuntimeErr};
 use tracing::instrument;
 
-use crate::domain::{Error, Result};
+use crate::domain::model::{Error, Result};
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -88,14 +84,14 @@ impl<T> Classify<T> for std::result::Result<T, DbErr> {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Where write transactions run: on SQLite a pool of one connection of its own
-    /// (SQLite has one writer anyway), whose page cache no other writer invalidates, so
-    /// a batch does not re-read its pages from the file; on PostgreSQL the pool itself.
-    writer: DatabaseConnection,
-    /// Queues this process's SQLite write transactions (SQLite has one writer): without
-    /// it they collide on the file lock, and SQLite's busy handler makes the losers
-    /// sleep in steps of up to 100 ms rather than start when the lock is free.
-    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where writes run: on SQLite a pool of one connection of its own (SQLite has one
+    /// writer anyway), whose page cache no other writer invalidates, so a batch does not
+    /// re-read its pages from the file; on PostgreSQL the pool itself.
+    write_db: DatabaseConnection,
+    /// Queues this process's SQLite writes (SQLite has one writer): without it they
+    /// collide on the file lock, and SQLite's busy handler makes the losers sleep in
+    /// steps of up to 100 ms rather than start when the lock is free.
+    sqlite_write_queue: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -129,25 +125,19 @@ impl Store {
         // statements afresh costs less than one such scan.
         options.map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
         let db = Database::connect(options.clone()).await.map_err(|e| connect_error(&e, url))?;
-        let writer = if db.get_database_backend() == DatabaseBackend::Sqlite && !url.contains(":memory:") {
+        let write_db = if db.get_database_backend() == DatabaseBackend::Sqlite && !url.contains(":memory:") {
             options.max_connections(1).min_connections(1);
             Database::connect(options).await.map_err(|e| connect_error(&e, url))?
         } else {
             db.clone()
         };
-        Ok(Self { db, writer, sqlite_writer: Arc::default() })
+        Ok(Self { db, write_db, sqlite_write_queue: Arc::default() })
     }
 
     /// Applies pending migrations; the same function `pwreset migrate` runs.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        migration::set_username_key(crate::domain::login::stored_username_key);
+        migration::set_username_key(crate::domain::model::login::stored_username_key);
         Migrator::up(&self.db, None).await.context("applying migrations")
-    }
-
-    /// Held for the length of a write transaction; a no-op on PostgreSQL, whose row
-    /// locks and outbox lock order writers themselves.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.is_postgres() { None } else { Some(self.sqlite_writer.lock().await) }
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -178,7 +168,7 @@ impl Store {
         if self.is_postgres() {
             return self.db.close().await.context("closing the database");
         }
-        self.writer.close().await.context("closing the database (writer)")?;
+        self.write_db.close().await.context("closing the database (writes)")?;
         self.db.close().await.context("closing the database")
     }
 

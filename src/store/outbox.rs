@@ -4,22 +4,20 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value};
 use tracing::instrument;
 
 use super::entity::{event_retention, events, reset_tokens};
 use super::row::to_event;
-use super::write::outbox_lock;
 use super::{Classify, Store, millis};
-use crate::domain::Result;
-use crate::domain::event::{Event, Sequence};
-use crate::domain::login::Login;
-use crate::domain::persistence::{EventStore, Plan, PurgeCounts, Written};
+use crate::domain::model::Result;
+use crate::domain::model::event::{Event, Sequence};
+use crate::domain::model::persistence::{EventStore, PurgeCounts, TokenBatch};
 
 #[async_trait]
 impl EventStore for Store {
-    async fn write_outbox(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written> {
-        self.write_batch(logins, plan, caps_on).await
+    async fn begin_token_batch(&self) -> Result<Box<dyn TokenBatch>> {
+        Ok(Box::new(self.begin_batch().await?))
     }
 
     #[instrument(skip_all, err, level = "debug")]
@@ -55,19 +53,17 @@ impl EventStore for Store {
     #[instrument(skip_all, err, level = "debug")]
     async fn purge(&self, now: DateTime<Utc>) -> Result<PurgeCounts> {
         let now = millis(now);
-        let _turn = self.write_turn().await;
-        let txn = self.writer.begin().await.db()?;
-        outbox_lock(&txn).await?;
+        let txn = self.begin_outbox().await?;
         let sealed = events::Entity::update_many()
             .col_expr(events::Column::SealedToken, Expr::value(Value::Bytes(None)))
             .filter(events::Column::SealedToken.is_not_null())
             .filter(events::Column::ExpiresAt.lte(now))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .db()?;
         let tokens = reset_tokens::Entity::delete_many()
             .filter(reset_tokens::Column::ExpiresAt.lte(now))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .db()?;
         let newest_purged = events::Entity::find()
@@ -75,7 +71,7 @@ impl EventStore for Store {
             .column_as(events::Column::Sequence.max(), "max")
             .filter(events::Column::RetainUntil.lte(now))
             .into_tuple::<Option<i64>>()
-            .one(&txn)
+            .one(&*txn)
             .await
             .db()?
             .flatten();
@@ -85,7 +81,7 @@ impl EventStore for Store {
             // events are always one contiguous run and the watermark is exact.
             purged_events = events::Entity::delete_many()
                 .filter(events::Column::Sequence.lte(newest))
-                .exec(&txn)
+                .exec(&*txn)
                 .await
                 .db()?
                 .rows_affected;
@@ -93,11 +89,11 @@ impl EventStore for Store {
                 .col_expr(event_retention::Column::PurgedThrough, Expr::value(newest))
                 .filter(event_retention::Column::Id.eq(1))
                 .filter(event_retention::Column::PurgedThrough.lt(newest))
-                .exec(&txn)
+                .exec(&*txn)
                 .await
                 .db()?;
         }
-        txn.commit().await.db()?;
+        txn.commit().await?;
         tracing::debug!(sealed_destroyed = sealed.rows_affected, "purge");
         Ok(PurgeCounts { tokens: tokens.rows_affected, events: purged_events })
     }

@@ -1,17 +1,19 @@
 //! Rows ⇄ domain values for the events table: the one place that knows how each
 //! [`DomainEvent`] is laid out in columns.
 
+use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ColumnTrait, Condition};
 use uuid::Uuid;
 
 use super::entity::{events, reset_tokens};
 use super::{from_millis, millis};
-use crate::domain::AccountId;
-use crate::domain::event::{
-    Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy,
+use crate::domain::model::AccountId;
+use crate::domain::model::event::{
+    Channel, DomainEvent, Event, EventKind, NewEvent, PasswordChangeReason, Sequence, TokenCopy, TokenCreated,
 };
-use crate::domain::seal::SealedToken;
-use crate::domain::token::{NewToken, TokenPurpose};
+use crate::domain::model::seal::SealedToken;
+use crate::domain::model::token::{NewToken, TokenPurpose};
 
 /// The row of a new event. An event without an account (an unknown address) is stored
 /// under the nil account id.
@@ -38,7 +40,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
         username: Set(String::new()),
     };
     match new.event {
-        DomainEvent::TokenCreated {
+        DomainEvent::TokenCreated(TokenCreated {
             account_id,
             email,
             token_id,
@@ -51,7 +53,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
             channel,
             phone,
             username,
-        } => {
+        }) => {
             if let TokenCopy::Sealed(sealed) = token {
                 row.sealed_token = Set(Some(sealed.bytes));
                 row.key_id = Set(Some(sealed.key_id));
@@ -88,7 +90,7 @@ pub(super) fn event_model(new: NewEvent) -> events::ActiveModel {
 /// The event a row holds; `None` for a kind this version does not know.
 pub(super) fn to_event(row: events::Model) -> Option<Event> {
     let event = match EventKind::from_code(row.kind)? {
-        EventKind::TokenCreated => DomainEvent::TokenCreated {
+        EventKind::TokenCreated => DomainEvent::TokenCreated(TokenCreated {
             account_id: AccountId::from_uuid(row.account_id),
             email: row.email,
             token_id: row.token_id.unwrap_or_default(),
@@ -104,7 +106,7 @@ pub(super) fn to_event(row: events::Model) -> Option<Event> {
             channel: Channel::from_code(row.channel),
             phone: row.phone,
             username: row.username,
-        },
+        }),
         EventKind::PasswordChanged => DomainEvent::PasswordChanged {
             account_id: AccountId::from_uuid(row.account_id),
             email: row.email,
@@ -141,4 +143,16 @@ pub(super) fn token_model(
         bound: Set(token.bound),
         failed_attempts: Set(0),
     }
+}
+
+/// The liveness rule in SQL, for the statements that change live tokens only: not used,
+/// not revoked, not expired at `now`. The rule's fourth part in
+/// [`TokenRecord::refusal`](crate::domain::model::token::TokenRecord::refusal), the
+/// account's active flag, holds through the account: deactivating it revokes its
+/// tokens. A test in `tokens.rs` keeps the two forms equal.
+pub(super) fn live_at(now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(reset_tokens::Column::UsedAt.is_null())
+        .add(reset_tokens::Column::RevokedAt.is_null())
+        .add(reset_tokens::Column::ExpiresAt.gt(millis(now)))
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use pwreset::domain::guard::FailureLimit;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::guard::FailureLimit;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{RequestTokenRequest, ValidateTokenRequest, VerifyPasswordRequest};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;

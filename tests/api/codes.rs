@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pwreset::domain::clock::monotonic;
+use pwreset::domain::runtime::clock::monotonic;
 use pwreset::proto::ConfirmRequest;
 use pwreset::store::entity::reset_tokens;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};

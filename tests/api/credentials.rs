@@ -2,7 +2,7 @@
 //! text file or Have I Been Pwned's sorted download; `REUSED` against the account's
 //! last N passwords, with older hashes deleted.
 
-use pwreset::domain::breached::BreachedPasswords;
+use pwreset::domain::model::breached::BreachedPasswords;
 use pwreset::proto::{ChangePasswordRequest, ConfirmRequest, CreateAccountRequest};
 use pwreset::store::entity::password_history;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};

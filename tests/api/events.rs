@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pwreset::domain::persistence::EventStore;
+use pwreset::domain::model::persistence::EventStore;
 use pwreset::proto::{ConfirmRequest, RequestTokenRequest, SubscribeEventsRequest, ValidateTokenRequest, event};
 use pwreset::store::Store;
 use sea_orm::{ConnectionTrait, Database, Statement};
@@ -246,7 +246,7 @@ async fn rotating_the_server_key_keeps_live_tokens_and_sealed_events_readable() 
     };
     let rotated = app
         .sibling(|mut c| {
-            c.key = pwreset::config::KeySource::Given(pwreset::domain::keys::ServerKey::from_bytes([42; 32]));
+            c.key = pwreset::config::KeySource::Given(pwreset::domain::model::keys::ServerKey::from_bytes([42; 32]));
             c.previous_keys = vec![old_key];
             c
         })

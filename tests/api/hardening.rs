@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pwreset::domain::guard::FailureLimit;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::guard::FailureLimit;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{ConfirmRequest, SetActiveRequest, ValidateTokenRequest, VerifyPasswordRequest, event};
 use pwreset::store::entity::{accounts, events};
 use sea_orm::sea_query::Expr;
@@ -112,7 +112,7 @@ async fn no_ok_is_given_before_the_token_and_its_event_are_committed() {
     // Straight from the database, with nothing waited for after the answer.
     let db = db(&app).await;
     let created = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
+        .filter(events::Column::Kind.eq(pwreset::domain::model::event::EventKind::TokenCreated.code()))
         .filter(events::Column::Email.eq("ada@example.com"))
         .all(&db)
         .await
@@ -319,8 +319,9 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_limited_and_trusted_as_ipv4()
     let mut config = pwreset::Config::for_tests(db.url());
     config.key = pwreset::config::KeySource::Ephemeral;
     config.limits = RateLimits { validate_token: "1/1h".parse().ok(), ..RateLimits::default() };
-    let app =
-        pwreset::App::build(config, std::sync::Arc::new(pwreset::domain::clock::ManualClock::default())).await.unwrap();
+    let app = pwreset::App::build(config, std::sync::Arc::new(pwreset::domain::runtime::clock::ManualClock::default()))
+        .await
+        .unwrap();
     let listener = match tokio::net::TcpListener::bind("[::]:0").await {
         Ok(listener) => listener,
         Err(e) => {
@@ -425,7 +426,7 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
     }
     let db = db(&app).await;
     let created: HashSet<String> = events::Entity::find()
-        .filter(events::Column::Kind.eq(pwreset::domain::event::EventKind::TokenCreated.code()))
+        .filter(events::Column::Kind.eq(pwreset::domain::model::event::EventKind::TokenCreated.code()))
         .all(&db)
         .await
         .unwrap()
@@ -439,7 +440,7 @@ async fn racing_confirm_request_and_deactivation_lose_no_bystander_and_raise_no_
 
 #[tokio::test]
 async fn failure_counts_older_than_the_lockout_are_forgotten() {
-    use pwreset::domain::persistence::{AttemptStore, Reservation};
+    use pwreset::domain::model::persistence::{AttemptStore, Reservation};
     let app = TestApp::spawn().await;
     let store = pwreset::store::Store::connect(app.db.url(), 2).await.unwrap();
     let now = app.clock_now();

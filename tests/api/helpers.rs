@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pwreset::config::KeySource;
-use pwreset::domain::clock::ManualClock;
-use pwreset::domain::keys::ServerKey;
+use pwreset::domain::model::keys::ServerKey;
+use pwreset::domain::runtime::clock::ManualClock;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{self, CreateAccountRequest, Event, RequestTokenRequest, SubscribeEventsRequest, event};
@@ -302,7 +302,7 @@ pub fn bad_request_reasons(status: &Status) -> Vec<String> {
 
 impl TestApp {
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use pwreset::domain::clock::Clock;
+        use pwreset::domain::runtime::clock::Clock;
         self.clock.now()
     }
 }

@@ -272,7 +272,7 @@ async fn imported_accounts_answer_in_the_time_of_native_and_unknown_ones() {
     for round in 0..14 {
         for (i, email) in emails.iter().enumerate() {
             let request = VerifyPasswordRequest { email: (*email).into(), password: "a wrong password, surely".into() };
-            let sent = pwreset::domain::clock::monotonic();
+            let sent = pwreset::domain::runtime::clock::monotonic();
             assert!(!client.verify_password(request).await.unwrap().into_inner().valid);
             // The first round warms connections and caches.
             if round > 0 {
@@ -298,7 +298,7 @@ async fn imported_accounts_answer_in_the_time_of_native_and_unknown_ones() {
                 current_password: "a wrong password, surely".into(),
                 new_password: "violet kettle marathon quietly glows".into(),
             };
-            let sent = pwreset::domain::clock::monotonic();
+            let sent = pwreset::domain::runtime::clock::monotonic();
             let status = client.change_password(request).await.unwrap_err();
             assert_eq!(bad_request_fields(&status), ["current_password"]);
             if round > 0 {

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use pwreset::domain::guard::FailureLimit;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::guard::FailureLimit;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::grpc::auth::CallerKey;
 use pwreset::proto::{
     ChangePasswordRequest, ConfirmRequest, CreateAccountRequest, GetAccountRequest, IssueTokenRequest,

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use pwreset::domain::limits::{Rate, RateLimits};
-use pwreset::domain::token::TokenGenerator;
+use pwreset::domain::model::token::TokenGenerator;
+use pwreset::domain::runtime::limits::{Rate, RateLimits};
 use pwreset::proto::{
     Channel, ConfirmRequest, CreateAccountRequest, PasswordChangeReason, RequestTokenRequest, ValidateTokenRequest,
 };

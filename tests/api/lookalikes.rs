@@ -3,7 +3,7 @@
 //! under a race, and for usernames stored before), addresses without display names,
 //! comments or lists, with one cap per mailbox however it is spelled.
 
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{
     ConfirmRequest, CreateAccountRequest, GetAccountRequest, RequestTokenRequest, ValidateTokenRequest,
     VerifyPasswordRequest, event, get_account_request,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pwreset::config::TlsSettings;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::account_service_client::AccountServiceClient;
 use pwreset::proto::password_reset_service_client::PasswordResetServiceClient;
 use pwreset::proto::{

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use pwreset::domain::limits::RateLimits;
+use pwreset::domain::runtime::limits::RateLimits;
 use pwreset::proto::{
     ConfirmRequest, RequestTokenRequest, RequestTokenResponse, SetActiveRequest, ValidateTokenRequest,
 };
@@ -87,7 +87,7 @@ async fn no_reset_answer_comes_before_the_floor() {
     let timed = |email: &'static str| {
         let mut client = app.reset();
         async move {
-            let sent = pwreset::domain::clock::monotonic();
+            let sent = pwreset::domain::runtime::clock::monotonic();
             let request = RequestTokenRequest { email: email.into(), ..Default::default() };
             client.request_token(request).await.unwrap();
             (email, sent.elapsed())

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pwreset::domain::email::Email;
-use pwreset::domain::event::{Channel, EventKind, NewEvent};
-use pwreset::domain::login::Login;
-use pwreset::domain::persistence::{EventStore, Inserted, OutboxWrite, TokenCap, Written};
-use pwreset::domain::seal::SealedToken;
-use pwreset::domain::token::{NewToken, TokenDigest, TokenPurpose};
-use pwreset::domain::{Account, AccountId, ClientInfo};
+use pwreset::domain::model::email::Email;
+use pwreset::domain::model::event::{Channel, EventKind, NewEvent, TokenCopy, TokenCreated};
+use pwreset::domain::model::login::Login;
+use pwreset::domain::model::persistence::{BatchEntry, EntryOutcome, EventStore, TokenCap, Written};
+use pwreset::domain::model::seal::SealedToken;
+use pwreset::domain::model::token::{NewToken, TokenDigest, TokenPurpose};
+use pwreset::domain::model::{Account, AccountId, ClientInfo};
 use pwreset::store::entity::{events, reset_tokens};
 use pwreset::store::{Store, millis};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -22,7 +22,7 @@ fn client() -> ClientInfo {
     ClientInfo { ip: "203.0.113.9".parse().ok(), user_agent: "test".into() }
 }
 
-fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Option<TokenCap>) -> OutboxWrite {
+fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Option<TokenCap>) -> BatchEntry {
     let id = Uuid::now_v7();
     let expires_at = now + Duration::from_secs(1800);
     let account_id = AccountId::from_uuid(account_id);
@@ -48,14 +48,16 @@ fn token_write(account_id: Uuid, digest: [u8; 32], now: DateTime<Utc>, cap: Opti
         phone: None,
     };
     let sealed = SealedToken { key_id: 1, bytes: vec![7; 40] };
-    let event = NewEvent::token_created(Duration::ZERO, &account, &token, sealed, "en-GB", Channel::Email);
-    OutboxWrite { token: Some(token), event, cap }
+    let mut created = TokenCreated::new(&account, &token, "en-GB", Channel::Email);
+    created.token = TokenCopy::Sealed(sealed);
+    let event = NewEvent::token_created(Duration::ZERO, token.created_at, created);
+    BatchEntry { token: Some(token), event, cap }
 }
 
-fn unknown_email_write(now: DateTime<Utc>) -> OutboxWrite {
+fn unknown_email_write(now: DateTime<Utc>) -> BatchEntry {
     let email = Email::parse("nobody@example.com").unwrap();
     let event = NewEvent::unknown_email(now, Duration::from_secs(3600), &email, &client(), "en-GB");
-    OutboxWrite { token: None, event, cap: None }
+    BatchEntry { token: None, event, cap: None }
 }
 
 async fn token(store_url: &str, id: Uuid) -> Option<reset_tokens::Model> {
@@ -72,14 +74,26 @@ async fn event_of(store_url: &str, token_id: Uuid) -> Option<events::Model> {
     row
 }
 
-/// Writes `batch` as the token writer does, its transaction looking up `emails`.
-async fn write(store: &Store, emails: &[&str], batch: &[OutboxWrite]) -> Written {
+/// Writes `batch` as the token writer does, its transaction looking up `emails`:
+/// together, and one by one if a digest was taken.
+async fn write(store: &Store, emails: &[&str], batch: &[BatchEntry]) -> Written {
     let logins: Vec<Login> = emails.iter().map(|e| Login::Email(Email::parse(e).unwrap())).collect();
     let logins: Vec<&Login> = logins.iter().collect();
-    store.write_outbox(&logins, &|_| Ok(batch.to_vec()), true).await.unwrap()
+    let mut txn = store.begin_token_batch().await.unwrap();
+    txn.accounts_by_logins(&logins).await.unwrap();
+    if let Some(written) = txn.write_together(batch, true).await.unwrap() {
+        txn.commit().await.unwrap();
+        return written;
+    }
+    drop(txn);
+    let mut txn = store.begin_token_batch().await.unwrap();
+    txn.accounts_by_logins(&logins).await.unwrap();
+    let written = txn.write_one_by_one(batch, true).await.unwrap();
+    txn.commit().await.unwrap();
+    written
 }
 
-fn id_of(write: &OutboxWrite) -> Uuid {
+fn id_of(write: &BatchEntry) -> Uuid {
     write.token.as_ref().unwrap().id
 }
 
@@ -104,8 +118,8 @@ async fn a_batch_revokes_caps_and_supersedes_as_writing_in_turn_would() {
     let ids: Vec<Uuid> = batch.iter().filter(|w| w.token.is_some()).map(id_of).collect();
     let written = write(&store, &["a@example.com", "b@example.com"], &batch).await;
 
-    use Inserted::*;
-    assert_eq!(written.outcomes, vec![Created, Created, Capped, Created, Created]);
+    use EntryOutcome::*;
+    assert_eq!(written.outcomes, vec![Written, Written, Capped, Written, Written]);
     let db = sea_orm::Database::connect(url).await.unwrap();
     let newest = events::Entity::find().order_by_desc(events::Column::Sequence).one(&db).await.unwrap().unwrap();
     assert_eq!(written.newest.map(|s| s.db()), Some(newest.sequence));
@@ -138,12 +152,12 @@ async fn a_taken_digest_fails_only_its_own_entry() {
     let now = app.clock_now();
 
     let first = write(&store, &["a@example.com"], &[token_write(a, [9; 32], now, None)]).await;
-    assert_eq!(first.outcomes, vec![Inserted::Created]);
+    assert_eq!(first.outcomes, vec![EntryOutcome::Written]);
     let batch = vec![token_write(b, [9; 32], now, None), token_write(b, [10; 32], now, None)];
     let ids: Vec<Uuid> = batch.iter().map(id_of).collect();
     let written = write(&store, &["b@example.com"], &batch).await;
 
-    assert_eq!(written.outcomes, vec![Inserted::DigestTaken, Inserted::Created]);
+    assert_eq!(written.outcomes, vec![EntryOutcome::DigestTaken, EntryOutcome::Written]);
     assert!(written.newest > first.newest);
     assert!(token(url, ids[0]).await.is_none());
     assert!(event_of(url, ids[0]).await.is_none());
@@ -166,7 +180,7 @@ async fn the_writer_creates_no_token_for_an_account_deactivated_before_its_trans
     let entry = token_write(id, [5; 32], app.clock_now(), None);
     let token_id = id_of(&entry);
     let written = write(&store, &["a@example.com"], &[entry]).await;
-    assert_eq!(written.outcomes, vec![Inserted::Inactive]);
+    assert_eq!(written.outcomes, vec![EntryOutcome::Inactive]);
     assert!(token(app.db.url(), token_id).await.is_none());
     assert!(event_of(app.db.url(), token_id).await.is_none());
 }

@@ -7,24 +7,25 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::clock;
-use super::email::Email;
-use super::error::{Error, Result};
-use super::event::{Channel, NewEvent, PasswordChangeReason};
-use super::guard::FailureGuard;
-use super::hasher::{Hasher, Verified};
 use super::history::refuse_reuse;
-use super::imported::{self, ImportLimits};
-use super::limits::{Limits, Rpc};
-use super::login::{Phone, Username};
-use super::mint::Minter;
-use super::password::{NormalisedPassword, Password, PasswordPolicy};
-use super::persistence::{AccountRecord, Issue, NewAccount, PasswordChange};
-use super::token::{RawToken, TokenPolicy, TokenPurpose};
-use super::{Account, AccountId, ClientInfo, Core, Locale};
+use crate::domain::model::email::Email;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::event::{Channel, NewEvent, PasswordChangeReason};
+use crate::domain::model::imported::{self, ImportLimits};
+use crate::domain::model::login::{Phone, Username};
+use crate::domain::model::password::{NormalisedPassword, Password, PasswordPolicy};
+use crate::domain::model::persistence::{AccountRecord, NewAccount, PasswordChange, TokenWrite};
+use crate::domain::model::token::{RawToken, TokenPolicy, TokenPurpose};
+use crate::domain::model::{Account, AccountId, ClientInfo, Locale};
+use crate::domain::runtime::Runtime;
+use crate::domain::runtime::clock;
+use crate::domain::runtime::guard::FailureGuard;
+use crate::domain::runtime::hasher::{Hasher, Verified};
+use crate::domain::runtime::limits::{Limits, Rpc};
+use crate::domain::runtime::mint::Minter;
 
 pub struct AccountService {
-    core: Core,
+    runtime: Runtime,
     hasher: Arc<Hasher>,
     minter: Minter,
     settings: AccountSettings,
@@ -98,14 +99,14 @@ pub enum AccountKey {
 
 impl AccountService {
     pub fn new(
-        core: Core,
+        runtime: Runtime,
         hasher: Arc<Hasher>,
         minter: Minter,
         settings: AccountSettings,
         limits: Arc<Limits>,
         guard: Arc<FailureGuard>,
     ) -> Self {
-        AccountService { core, hasher, minter, settings, limits, guard }
+        AccountService { runtime, hasher, minter, settings, limits, guard }
     }
 
     /// Creates an active account; without a password it has no usable password, and
@@ -134,7 +135,7 @@ impl AccountService {
             }
             Credential::None => None,
         };
-        let now = self.core.clock.now();
+        let now = self.runtime.clock.now();
         let account = Account {
             id: AccountId::generate(),
             email,
@@ -151,7 +152,7 @@ impl AccountService {
                 let purpose = TokenPurpose::AccountSetup;
                 let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client, Channel::Email)?;
                 let event = self.minter.announce(&account, &token, &raw, &locale, Channel::Email)?;
-                Some(Issue { token, event: Some(event) })
+                Some(TokenWrite { token, event: Some(event) })
             }
             None => None,
         };
@@ -164,9 +165,9 @@ impl AccountService {
             active: true,
             created_at: now,
         };
-        let (account, sequence) = self.core.store.create_account(new, setup).await?;
+        let (account, sequence) = self.runtime.store.create_account(new, setup).await?;
         if let Some(sequence) = sequence {
-            self.core.bus.published(sequence);
+            self.runtime.bus.published(sequence);
         }
         info!(account_id = %account.id, setup_token = sequence.is_some(), "account created");
         Ok(account)
@@ -181,7 +182,7 @@ impl AccountService {
         let prefix = self.hasher.native_prefix().to_owned();
         let (mut after, mut slowest) = (None, 0u64);
         loop {
-            let (last, hashes) = self.core.store.foreign_hashes(&prefix, after, PAGE).await?;
+            let (last, hashes) = self.runtime.store.foreign_hashes(&prefix, after, PAGE).await?;
             slowest = hashes.iter().map(|h| self.hasher.cost_micros(h)).fold(slowest, u64::max);
             match last {
                 Some(_) if (hashes.len() as u64) < PAGE => break,
@@ -217,7 +218,7 @@ impl AccountService {
         let arrived = clock::monotonic();
         self.limits.check(Rpc::VerifyPassword, client)?;
         let password = password.normalised()?;
-        let record = self.core.store.account_by_email(&email).await?;
+        let record = self.runtime.store.account_by_email(&email).await?;
         let valid = self.check_under_lockout(&email, record, password).await;
         self.answer_floor(arrived).await;
         let valid = valid?;
@@ -262,7 +263,10 @@ impl AccountService {
             (Verified::No, _) | (_, None) => None,
             (Verified::Yes, Some(found)) => Some(found),
             (Verified::YesRehashed(new_hash), Some((id, old_hash))) => {
-                self.core.store.upgrade_password_hash(id, &old_hash, new_hash.clone(), self.core.clock.now()).await?;
+                self.runtime
+                    .store
+                    .upgrade_password_hash(id, &old_hash, new_hash.clone(), self.runtime.clock.now())
+                    .await?;
                 info!(account_id = %id, "password hash upgraded to current parameters");
                 Some((id, new_hash))
             }
@@ -283,7 +287,7 @@ impl AccountService {
         let arrived = clock::monotonic();
         self.limits.check(Rpc::VerifyPassword, client)?;
         let current_normalised = current.normalised_for("current_password")?;
-        let record = self.core.store.account_by_id(id).await?;
+        let record = self.runtime.store.account_by_id(id).await?;
         let found = record.as_ref().map(|r| r.account.clone());
         let checked = match &found {
             Some(account) => self.check_under_lockout(&account.email, record, current_normalised).await,
@@ -306,16 +310,16 @@ impl AccountService {
         }
         // The current password is the one just compared; the rest of the history is kept.
         let depth = self.settings.passwords.history.saturating_sub(1);
-        refuse_reuse(&self.hasher, &self.core.store, id, None, &new, depth, "new_password").await?;
+        refuse_reuse(&self.hasher, &self.runtime.store, id, None, &new, depth, "new_password").await?;
         let new_hash = self.hasher.hash(new_normalised).await?;
-        let now = self.core.clock.now();
+        let now = self.runtime.clock.now();
         let reason = PasswordChangeReason::Change;
         let event = NewEvent::password_changed(now, self.minter.event_retention(), &account, client, reason);
         let history_keep = self.settings.passwords.history.saturating_sub(1);
         let change = PasswordChange { account_id: id, old_hash, new_hash, now, history_keep };
-        let result = self.core.store.change_password(change, event).await;
-        self.core.cache.forget(id, None);
-        self.core.bus.published(result?);
+        let result = self.runtime.store.change_password(change, event).await;
+        self.runtime.cache.forget(id, None);
+        self.runtime.bus.published(result?);
         info!(account_id = %id, client_ip = %client.ip_string(), "password changed by its owner");
         Ok(())
     }
@@ -325,7 +329,7 @@ impl AccountService {
     pub async fn issue_token(&self, request: TokenRequest, client: &ClientInfo, caller: &str) -> Result<IssuedToken> {
         let TokenRequest { account_id, purpose, ttl, delivery } = request;
         let ttl = self.settings.tokens.issued_ttl(purpose, ttl)?;
-        let account = match self.core.store.account_by_id(account_id).await? {
+        let account = match self.runtime.store.account_by_id(account_id).await? {
             None => return Err(Error::AccountNotFound),
             Some(r) if !r.account.active => return Err(Error::AccountInactive),
             Some(r) if purpose == TokenPurpose::AccountSetup && r.account.has_usable_password => {
@@ -333,18 +337,18 @@ impl AccountService {
             }
             Some(r) => r.account,
         };
-        let now = self.core.clock.now();
+        let now = self.runtime.clock.now();
         let (raw, token) = self.minter.mint(&account, purpose, now, ttl, client, Channel::Email)?;
         let expires_at = token.expires_at;
         let event = match &delivery {
             Delivery::Event(locale) => Some(self.minter.announce(&account, &token, &raw, locale, Channel::Email)?),
             Delivery::Return => None,
         };
-        let result = self.core.store.issue_token(Issue { token, event }).await;
+        let result = self.runtime.store.issue_token(TokenWrite { token, event }).await;
         // The earlier tokens of the purpose are revoked.
-        self.core.cache.forget(account_id, None);
+        self.runtime.cache.forget(account_id, None);
         if let Some(sequence) = result? {
-            self.core.bus.published(sequence);
+            self.runtime.bus.published(sequence);
         }
         let delivery_name = match delivery {
             Delivery::Event(_) => "event",
@@ -358,17 +362,21 @@ impl AccountService {
     /// The account, by id or e-mail.
     pub async fn get_account(&self, key: AccountKey) -> Result<Account> {
         let record = match key {
-            AccountKey::Id(id) => self.core.store.account_by_id(id).await?,
-            AccountKey::Email(email) => self.core.store.account_by_email(&email).await?,
+            AccountKey::Id(id) => self.runtime.store.account_by_id(id).await?,
+            AccountKey::Email(email) => self.runtime.store.account_by_email(&email).await?,
         };
         record.map(|r| r.account).ok_or(Error::AccountNotFound)
     }
 
     /// Revokes the account's live tokens of `purpose` (every purpose with `None`); how many.
     pub async fn revoke_tokens(&self, id: AccountId, purpose: Option<TokenPurpose>, caller: &str) -> Result<u64> {
-        let revoked =
-            self.core.store.revoke_tokens(id, purpose, self.core.clock.now()).await?.ok_or(Error::AccountNotFound)?;
-        self.core.cache.forget(id, None);
+        let revoked = self
+            .runtime
+            .store
+            .revoke_tokens(id, purpose, self.runtime.clock.now())
+            .await?
+            .ok_or(Error::AccountNotFound)?;
+        self.runtime.cache.forget(id, None);
         let purpose = purpose.map_or("all", TokenPurpose::name);
         info!(account_id = %id, purpose, revoked, caller, "tokens revoked");
         Ok(revoked)
@@ -378,9 +386,9 @@ impl AccountService {
     /// bring them back.
     pub async fn set_active(&self, id: AccountId, active: bool) -> Result<Account> {
         let account =
-            self.core.store.set_active(id, active, self.core.clock.now()).await?.ok_or(Error::AccountNotFound)?;
+            self.runtime.store.set_active(id, active, self.runtime.clock.now()).await?.ok_or(Error::AccountNotFound)?;
         if !active {
-            self.core.cache.forget(id, None);
+            self.runtime.cache.forget(id, None);
         }
         info!(account_id = %id, active, "account activity set");
         Ok(account)

@@ -162,25 +162,59 @@ impl fmt::Debug for TokenCopy {
     }
 }
 
+/// A token was made, with what its notifier needs to deliver it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCreated {
+    pub account_id: AccountId,
+    pub email: String,
+    pub token_id: Uuid,
+    pub token: TokenCopy,
+    pub expires_at: DateTime<Utc>,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub locale: String,
+    pub purpose: TokenPurpose,
+    /// How it goes out: decided once, here, for everyone after (sealing, delivery).
+    pub channel: Channel,
+    /// E.164, for `Channel::Sms`; empty otherwise.
+    pub phone: String,
+    /// The account's username, if it has one.
+    pub username: String,
+}
+
+impl TokenCreated {
+    /// `token` was created for `account` (its owner), to go out by `channel`; its copy
+    /// is still to be sealed.
+    pub fn new(account: &Account, token: &NewToken, locale: &str, channel: Channel) -> Self {
+        TokenCreated {
+            account_id: account.id,
+            email: account.email.as_str().to_owned(),
+            token_id: token.id,
+            token: TokenCopy::Gone,
+            expires_at: token.expires_at,
+            client_ip: token.client_ip.clone(),
+            user_agent: token.user_agent.clone(),
+            locale: locale.to_owned(),
+            purpose: token.purpose,
+            channel,
+            phone: match (channel, &account.phone) {
+                (Channel::Sms, Some(phone)) => phone.as_str().to_owned(),
+                _ => String::new(),
+            },
+            username: account.username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
+        }
+    }
+
+    /// The number a code is texted to (SMS only).
+    pub fn sms_phone(&self) -> Option<&str> {
+        (self.channel == Channel::Sms).then_some(self.phone.as_str())
+    }
+}
+
 /// What happened, with what a notifier needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DomainEvent {
-    TokenCreated {
-        account_id: AccountId,
-        email: String,
-        token_id: Uuid,
-        token: TokenCopy,
-        expires_at: DateTime<Utc>,
-        client_ip: String,
-        user_agent: String,
-        locale: String,
-        purpose: TokenPurpose,
-        channel: Channel,
-        /// E.164, for `Channel::Sms`; empty otherwise.
-        phone: String,
-        /// The account's username, if it has one.
-        username: String,
-    },
+    TokenCreated(TokenCreated),
     PasswordChanged {
         account_id: AccountId,
         email: String,
@@ -199,7 +233,7 @@ pub enum DomainEvent {
 impl DomainEvent {
     pub fn kind(&self) -> EventKind {
         match self {
-            DomainEvent::TokenCreated { .. } => EventKind::TokenCreated,
+            DomainEvent::TokenCreated(_) => EventKind::TokenCreated,
             DomainEvent::PasswordChanged { .. } => EventKind::PasswordChanged,
             DomainEvent::ResetRequestedForUnknownEmail { .. } => EventKind::ResetRequestedForUnknownEmail,
         }
@@ -208,16 +242,15 @@ impl DomainEvent {
     /// The account whose tokens the event changed, if any.
     pub fn account_id(&self) -> Option<AccountId> {
         match self {
-            DomainEvent::TokenCreated { account_id, .. } | DomainEvent::PasswordChanged { account_id, .. } => {
-                Some(*account_id)
-            }
+            DomainEvent::TokenCreated(created) => Some(created.account_id),
+            DomainEvent::PasswordChanged { account_id, .. } => Some(*account_id),
             DomainEvent::ResetRequestedForUnknownEmail { .. } => None,
         }
     }
 
     pub fn email(&self) -> &str {
         match self {
-            DomainEvent::TokenCreated { email, .. }
+            DomainEvent::TokenCreated(TokenCreated { email, .. })
             | DomainEvent::PasswordChanged { email, .. }
             | DomainEvent::ResetRequestedForUnknownEmail { email, .. } => email,
         }
@@ -249,36 +282,12 @@ pub fn retain_until(now: DateTime<Utc>, retention: Duration, expires_at: Option<
 }
 
 impl NewEvent {
-    /// `token` was created for `account` (its owner), with `sealed` its sealed copy, to
-    /// go out by `channel`.
-    pub fn token_created(
-        retention: Duration,
-        account: &Account,
-        token: &NewToken,
-        sealed: SealedToken,
-        locale: &str,
-        channel: Channel,
-    ) -> Self {
+    /// `created`, replayable at least until its token expires.
+    pub fn token_created(retention: Duration, created_at: DateTime<Utc>, created: TokenCreated) -> Self {
         NewEvent {
-            occurred_at: token.created_at,
-            retain_until: retain_until(token.created_at, retention, Some(token.expires_at)),
-            event: DomainEvent::TokenCreated {
-                account_id: account.id,
-                email: account.email.as_str().to_owned(),
-                token_id: token.id,
-                token: TokenCopy::Sealed(sealed),
-                expires_at: token.expires_at,
-                client_ip: token.client_ip.clone(),
-                user_agent: token.user_agent.clone(),
-                locale: locale.to_owned(),
-                purpose: token.purpose,
-                channel,
-                phone: match (channel, &account.phone) {
-                    (Channel::Sms, Some(phone)) => phone.as_str().to_owned(),
-                    _ => String::new(),
-                },
-                username: account.username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
-            },
+            occurred_at: created_at,
+            retain_until: retain_until(created_at, retention, Some(created.expires_at)),
+            event: DomainEvent::TokenCreated(created),
         }
     }
 

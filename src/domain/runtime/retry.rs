@@ -8,7 +8,7 @@ use rand::RngExt;
 use tracing::warn;
 
 use super::clock;
-use super::error::{Error, Result};
+use crate::domain::model::error::{Error, Result};
 
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LONGEST_RETRY: Duration = Duration::from_millis(500);

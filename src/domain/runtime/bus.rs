@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use super::event::Sequence;
+use crate::domain::model::event::Sequence;
 
 #[derive(Clone)]
 pub struct EventBus {

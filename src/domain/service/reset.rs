@@ -8,23 +8,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span, info};
 use uuid::Uuid;
 
-use super::clock;
-use super::error::{Error, Result};
-use super::event::{NewEvent, PasswordChangeReason};
-use super::guard::FailureGuard;
-use super::hasher::Hasher;
 use super::history::refuse_reuse;
-use super::limits::{Limits, RateLimits, Rpc};
-use super::login::Login;
-use super::mint::Minter;
-use super::password::{Password, PasswordPolicy};
-use super::persistence::{Confirmation, PurgeCounts};
-use super::token::{RawToken, TokenPolicy, TokenRecord};
-use super::writer::{Job, TokenWriter};
-use super::{AccountId, ClientInfo, Core, Locale};
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::event::{NewEvent, PasswordChangeReason};
+use crate::domain::model::login::Login;
+use crate::domain::model::password::{Password, PasswordPolicy};
+use crate::domain::model::persistence::{Confirmation, PurgeCounts};
+use crate::domain::model::token::{RawToken, TokenPolicy, TokenRecord};
+use crate::domain::model::{AccountId, ClientInfo, Locale};
+use crate::domain::runtime::Runtime;
+use crate::domain::runtime::clock;
+use crate::domain::runtime::guard::FailureGuard;
+use crate::domain::runtime::hasher::Hasher;
+use crate::domain::runtime::limits::{Limits, RateLimits, Rpc};
+use crate::domain::runtime::mint::Minter;
+use crate::domain::runtime::writer::{Job, TokenWriter};
 
 pub struct ResetService {
-    core: Core,
+    runtime: Runtime,
     hasher: Arc<Hasher>,
     passwords: PasswordPolicy,
     limits: Arc<Limits>,
@@ -61,7 +62,7 @@ pub struct ResetSettings {
 impl ResetService {
     /// The service, with its token writer running (until the service is dropped).
     pub fn start(
-        core: Core,
+        runtime: Runtime,
         hasher: Arc<Hasher>,
         limits: Arc<Limits>,
         guard: Arc<FailureGuard>,
@@ -74,7 +75,7 @@ impl ResetService {
         let max_pending = rates.max_pending_resets.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (writer, jobs) = mpsc::channel(max_pending);
         let token_writer = TokenWriter {
-            core: core.clone(),
+            runtime: runtime.clone(),
             minter,
             tokens,
             account_cap: rates.account_tokens,
@@ -83,7 +84,7 @@ impl ResetService {
         };
         tokio::spawn(token_writer.run(jobs));
         ResetService {
-            core,
+            runtime,
             hasher,
             passwords,
             limits,
@@ -151,7 +152,7 @@ impl ResetService {
     ) -> Result<()> {
         self.limits.check(Rpc::Confirm, client)?;
         let record = self.live_token(&token, login.as_ref()).await?;
-        let (account, current_hash) = match self.core.store.account_by_id(record.account_id).await? {
+        let (account, current_hash) = match self.runtime.store.account_by_id(record.account_id).await? {
             Some(a) if a.account.active => (a.account, a.password_hash),
             _ => return Err(Error::TokenNotFound),
         };
@@ -160,7 +161,7 @@ impl ResetService {
         let depth = self.passwords.history;
         refuse_reuse(
             &self.hasher,
-            &self.core.store,
+            &self.runtime.store,
             account.id,
             current_hash.as_deref(),
             &password,
@@ -169,15 +170,15 @@ impl ResetService {
         )
         .await?;
         let password_hash = self.hasher.hash(normalised).await?;
-        let now = self.core.clock.now();
+        let now = self.runtime.clock.now();
         let reason = PasswordChangeReason::confirming(record.purpose);
         let event = NewEvent::password_changed(now, self.event_retention, &account, client, reason);
         let history_keep = self.passwords.history.saturating_sub(1);
         let confirmation =
             Confirmation { token_id: record.id, account_id: account.id, password_hash, now, history_keep };
-        let result = self.core.store.confirm(confirmation, event).await;
+        let result = self.runtime.store.confirm(confirmation, event).await;
         // Whether it won or lost the race, the account's tokens changed.
-        self.core.cache.forget(account.id, None);
+        self.runtime.cache.forget(account.id, None);
         let outcome = match &result {
             Ok(_) => "password_changed",
             Err(Error::TokenNotFound) => "lost_race",
@@ -185,7 +186,7 @@ impl ResetService {
         };
         metrics::counter!("pwreset_confirms_total", "outcome" => outcome).increment(1);
         info!(outcome, account_id = %account.id, client_ip = %client.ip_string(), user_agent = %client.user_agent, "reset confirmed");
-        self.core.bus.published(result?);
+        self.runtime.bus.published(result?);
         if let Err(e) = self.guard.clear(&account.email).await {
             tracing::warn!(error = %e, "the password changed but its failed checks stay counted");
         }
@@ -202,12 +203,12 @@ impl ResetService {
     /// and looking the code up, and answered no sooner than the answer floor after the
     /// call began, whether or not the login names an account.
     async fn live_token(&self, token: &RawToken, login: Option<&Login>) -> Result<TokenRecord> {
-        let Some(login) = login else { return find_live(&self.core, token, None).await };
+        let Some(login) = login else { return find_live(&self.runtime, token, None).await };
         let began = clock::monotonic();
         // Waiting for room is cancellable: nothing is counted or looked up yet.
         let permit = wait_for_permit(&self.checks, self.queue_wait).await?;
         let check = CodeCheck {
-            core: self.core.clone(),
+            runtime: self.runtime.clone(),
             max_attempts: self.max_code_attempts,
             token: token.clone(),
             login: login.clone(),
@@ -228,15 +229,15 @@ impl ResetService {
     }
 
     /// This replica's token cache (dropped from by other replicas' notifications).
-    pub fn cache(&self) -> &Arc<super::cache::TokenCache> {
-        &self.core.cache
+    pub fn cache(&self) -> &Arc<crate::domain::runtime::cache::TokenCache> {
+        &self.runtime.cache
     }
 
     /// Deletes expired tokens, events past retention and password history beyond
     /// `--password-history`; returns the counts of the first two.
     pub async fn purge(&self) -> Result<PurgeCounts> {
-        self.core.store.trim_password_histories(self.passwords.history.saturating_sub(1)).await?;
-        self.core.store.purge(self.core.clock.now()).await
+        self.runtime.store.trim_password_histories(self.passwords.history.saturating_sub(1)).await?;
+        self.runtime.store.purge(self.runtime.clock.now()).await
     }
 }
 
@@ -251,7 +252,7 @@ const NO_ACCOUNT: Uuid = Uuid::nil();
 /// evaluated against one code. The right token gives its attempt back; the failure that
 /// used a code's last attempt revokes it.
 struct CodeCheck {
-    core: Core,
+    runtime: Runtime,
     max_attempts: u32,
     token: RawToken,
     login: Login,
@@ -259,13 +260,13 @@ struct CodeCheck {
 
 impl CodeCheck {
     async fn run(self) -> Result<TokenRecord> {
-        let store = &self.core.store;
+        let store = &self.runtime.store;
         let account = store.account_by_login(&self.login).await?.map(|r| r.account.id);
         let subject = account.unwrap_or(AccountId::from_uuid(NO_ACCOUNT));
-        let reserved = store.reserve_code_attempts(subject, self.max_attempts, self.core.clock.now()).await?;
+        let reserved = store.reserve_code_attempts(subject, self.max_attempts, self.runtime.clock.now()).await?;
         let ids: Vec<Uuid> = reserved.iter().map(|a| a.token_id).collect();
         let owner = Owner { account, subject, reserved: &ids };
-        let found = find_live(&self.core, &self.token, Some(owner)).await;
+        let found = find_live(&self.runtime, &self.token, Some(owner)).await;
         match &found {
             Err(Error::TokenNotFound) => {
                 let spent: Vec<Uuid> =
@@ -289,9 +290,9 @@ impl CodeCheck {
     /// ends them for good, with their sealed copies and other replicas' caches.
     async fn revoke(&self, account: AccountId, codes: &[Uuid]) {
         let max = self.max_attempts;
-        match self.core.store.revoke_codes(account, codes, self.core.clock.now()).await {
+        match self.runtime.store.revoke_codes(account, codes, self.runtime.clock.now()).await {
             Ok(true) => {
-                self.core.cache.forget(account, None);
+                self.runtime.cache.forget(account, None);
                 metrics::counter!("pwreset_codes_revoked_total").increment(1);
                 tracing::warn!(account_id = %account, max, "a short code was revoked after its failed attempts");
             }
@@ -315,8 +316,8 @@ struct Owner<'a> {
 /// Finds a live token, in this replica's cache or else in the database; any other state
 /// is the same `TokenNotFound`, with the reason only in the span. An expired token
 /// presented is deleted.
-async fn find_live(core: &Core, token: &RawToken, owner: Option<Owner<'_>>) -> Result<TokenRecord> {
-    let digester = &core.digester;
+async fn find_live(runtime: &Runtime, token: &RawToken, owner: Option<Owner<'_>>) -> Result<TokenRecord> {
+    let digester = &runtime.digester;
     let plain = digester.digest(token);
     let bound = owner.map(|o| digester.digest_bound(o.subject, token));
     // The token must belong to the account the login names, when one is given, and a
@@ -327,7 +328,7 @@ async fn find_live(core: &Core, token: &RawToken, owner: Option<Owner<'_>>) -> R
         _ => None,
     };
     for digest in std::iter::once(&plain).chain(bound.as_ref()) {
-        if let Some(record) = core.cache.get(digest) {
+        if let Some(record) = runtime.cache.get(digest) {
             metrics::counter!("pwreset_token_cache_total", "result" => "hit").increment(1);
             if let Some(reason) = refusal(&record) {
                 Span::current().record("token_state", reason);
@@ -337,12 +338,12 @@ async fn find_live(core: &Core, token: &RawToken, owner: Option<Owner<'_>>) -> R
         }
     }
     metrics::counter!("pwreset_token_cache_total", "result" => "miss").increment(1);
-    let epoch = core.cache.epoch();
+    let epoch = runtime.cache.epoch();
     let mut candidates = digester.candidates(plain.clone(), token);
     if let Some(o) = owner {
         candidates.extend(digester.candidates_bound(o.subject, token));
     }
-    let Some(record) = core.store.token_by_digests(&candidates).await? else {
+    let Some(record) = runtime.store.token_by_digests(&candidates).await? else {
         Span::current().record("token_state", "unknown");
         return Err(Error::TokenNotFound);
     };
@@ -350,19 +351,19 @@ async fn find_live(core: &Core, token: &RawToken, owner: Option<Owner<'_>>) -> R
         Span::current().record("token_state", reason);
         return Err(Error::TokenNotFound);
     }
-    match record.refusal(core.clock.now()) {
+    match record.refusal(runtime.clock.now()) {
         None => {
             let key = match (&bound, record.bound) {
                 (Some(bound), true) => bound,
                 _ => &plain,
             };
-            core.cache.insert_read(epoch, key, &record);
+            runtime.cache.insert_read(epoch, key, &record);
             Ok(record)
         }
         Some(reason) => {
             Span::current().record("token_state", reason);
             if reason == "expired" {
-                core.store.discard_token(record.id).await?;
+                runtime.store.discard_token(record.id).await?;
             }
             Err(Error::TokenNotFound)
         }

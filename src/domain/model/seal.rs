@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AccountId;
-use super::event::EventKind;
+use super::event::{EventKind, TokenCreated};
 use super::token::TokenPurpose;
 
 const NONCE_LEN: usize = 24;
@@ -35,6 +35,21 @@ pub struct SealContext<'a> {
     pub purpose: TokenPurpose,
     /// The number a code is texted to (SMS only).
     pub sms_phone: Option<&'a str>,
+}
+
+impl<'a> SealContext<'a> {
+    /// The context of the token a `TokenCreated` event carries: the one both sealing
+    /// (when the token is made) and opening (when the event is delivered) use.
+    pub fn of(created: &'a TokenCreated) -> Self {
+        SealContext {
+            kind: EventKind::TokenCreated,
+            token_id: created.token_id,
+            account_id: created.account_id,
+            email: &created.email,
+            purpose: created.purpose,
+            sms_phone: created.sms_phone(),
+        }
+    }
 }
 
 /// The associated data of a sealed token (see [`SealContext`]).
@@ -104,6 +119,11 @@ impl Sealer {
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
         Ok(SealedToken { key_id: *key_id | BOUND_TO_EVENT, bytes })
+    }
+
+    /// Seals the token of an event, bound to its [`seal_context`].
+    pub fn seal_event(&self, raw: &str, context: &SealContext<'_>) -> anyhow::Result<SealedToken> {
+        self.seal(raw, &seal_context(context))
     }
 
     /// Opens the token of an event row: with the full [`seal_context`], or, for a value

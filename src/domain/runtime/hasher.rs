@@ -21,9 +21,9 @@ use rand::TryRng;
 use tokio::sync::oneshot;
 use tracing::{Span, warn};
 
-use super::error::{Error, Result};
-use super::imported::{self, ImportLimits};
-use super::password::NormalisedPassword;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::imported::{self, ImportLimits};
+use crate::domain::model::password::NormalisedPassword;
 
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
@@ -325,7 +325,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::password::Password;
+    use crate::domain::model::password::Password;
 
     fn cheap() -> HasherSettings {
         HasherSettings {

@@ -37,7 +37,7 @@ pub struct NewAccount {
 /// A token made outside the reset flow (`IssueToken`, an invitation at
 /// `CreateAccount`), with its `TokenCreated` event when the stream delivers it.
 #[derive(Debug, Clone)]
-pub struct Issue {
+pub struct TokenWrite {
     pub token: NewToken,
     pub event: Option<NewEvent>,
 }
@@ -66,7 +66,7 @@ pub struct Confirmation {
 
 /// One entry of a token batch: an event, with the token it announces.
 #[derive(Debug, Clone)]
-pub struct OutboxWrite {
+pub struct BatchEntry {
     pub token: Option<NewToken>,
     pub event: NewEvent,
     /// The account's (or, without a token, the address's) cap on such events.
@@ -80,30 +80,46 @@ pub struct TokenCap {
     pub since: DateTime<Utc>,
 }
 
+/// What became of one entry of a token batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
+pub enum EntryOutcome {
     /// Stored.
-    Created,
+    Written,
     /// The account (or the unknown address) reached its cap: nothing stored.
     Capped,
-    /// The account is no longer active: nothing stored.
+    /// The transaction did not find the account active: nothing stored.
     Inactive,
     /// Another token has the same digest (plausible only for short numeric codes).
     DigestTaken,
 }
 
-/// What the token writer makes of the accounts its batch's logins name: the entries to
-/// write, in order.
-pub type Plan<'a> = dyn Fn(&[AccountRecord]) -> Result<Vec<OutboxWrite>> + Send + Sync + 'a;
-
 /// What a token batch did with each entry, in order.
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// The entries written (or refused), as the plan made them.
-    pub writes: Vec<OutboxWrite>,
-    pub outcomes: Vec<Inserted>,
+    pub outcomes: Vec<EntryOutcome>,
     /// The highest sequence written, if any entry was.
     pub newest: Option<Sequence>,
+}
+
+/// The write transaction of one token batch, holding the outbox lock from its start
+/// ([`EventStore::begin_token_batch`]), so nothing its look-up saw can change before
+/// it commits. Rolled back if dropped uncommitted.
+#[async_trait]
+pub trait TokenBatch: Send {
+    /// The accounts any of `logins` names, in one query.
+    async fn accounts_by_logins(&mut self, logins: &[&Login]) -> Result<Vec<AccountRecord>>;
+    /// Writes the entries with a fixed set of set-based statements (the same whatever
+    /// they hold; with `caps_on` the cap counts run for every batch). An entry with a
+    /// token revokes the account's earlier live tokens, unless the account was not
+    /// found active by [`accounts_by_logins`](Self::accounts_by_logins) or reached its
+    /// cap: then it changes nothing. The result is the same as writing the entries one
+    /// after another. `None` when a digest was taken: the transaction is spoiled, and
+    /// the batch is written again with [`write_one_by_one`](Self::write_one_by_one).
+    async fn write_together(&mut self, entries: &[BatchEntry], caps_on: bool) -> Result<Option<Written>>;
+    /// As [`write_together`](Self::write_together), each entry in a savepoint of its
+    /// own, so a taken digest fails its entry alone (`EntryOutcome::DigestTaken`).
+    async fn write_one_by_one(&mut self, entries: &[BatchEntry], caps_on: bool) -> Result<Written>;
+    async fn commit(self: Box<Self>) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,7 +149,7 @@ pub enum Reservation {
 pub trait AccountStore: Send + Sync {
     /// `AccountExists` if the e-mail, username or phone is taken. With `setup`, the account's setup token
     /// and its event are written in the same transaction; the event's sequence is returned.
-    async fn create_account(&self, new: NewAccount, setup: Option<Issue>) -> Result<(Account, Option<Sequence>)>;
+    async fn create_account(&self, new: NewAccount, setup: Option<TokenWrite>) -> Result<(Account, Option<Sequence>)>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<AccountRecord>>;
     /// Inserts the accounts whose e-mail is not taken, in one transaction, never
     /// overwriting one; how many were inserted.
@@ -177,7 +193,7 @@ pub trait TokenStore: Send + Sync {
     /// Stores an issued token and its event (if any), revoking the account's earlier
     /// live tokens of the same purpose, all or nothing. Checked inside the transaction:
     /// `AccountNotFound`, `AccountInactive`, and for a setup token `PasswordAlreadySet`.
-    async fn issue_token(&self, issue: Issue) -> Result<Option<Sequence>>;
+    async fn issue_token(&self, issue: TokenWrite) -> Result<Option<Sequence>>;
     /// Counts one attempt against each of the account's live short codes that has had
     /// fewer than `max`, in one atomic statement, *before* the attempt is evaluated:
     /// those codes, with their counts. A code not returned may not be evaluated.
@@ -200,16 +216,9 @@ pub trait TokenStore: Send + Sync {
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Writes a batch of entries in one transaction (group commit): looks up the
-    /// accounts any of `logins` names (in one query) after the outbox lock, and writes
-    /// the entries `plan` makes of them, so everything the plan saw holds until commit.
-    /// An entry with a token revokes the account's earlier live tokens, unless the
-    /// account is not found active, reached its cap, or the digest is taken: then it
-    /// changes nothing. The result is the same as writing the entries one after
-    /// another. With `caps_on` the cap counts run for every batch, so every batch runs
-    /// the same statements whatever it holds. `plan` may run more than once (the
-    /// entries written are the last run's, returned in [`Written::writes`]).
-    async fn write_outbox(&self, logins: &[&Login], plan: &Plan<'_>, caps_on: bool) -> Result<Written>;
+    /// Opens the write transaction of a token batch (group commit: one fsync for the
+    /// batch).
+    async fn begin_token_batch(&self) -> Result<Box<dyn TokenBatch>>;
     /// Up to `limit` retained events after `after`, oldest first.
     async fn events_after(&self, after: Sequence, limit: u64) -> Result<Vec<Event>>;
     /// The highest committed sequence (zero when there is none).

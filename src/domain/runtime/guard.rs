@@ -14,9 +14,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::clock::SharedClock;
-use super::email::Email;
-use super::error::{Error, Result};
-use super::persistence::{Db, Reservation};
+use crate::domain::model::email::Email;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::persistence::{Db, Reservation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {

@@ -26,10 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::AccountId;
 use super::clock::SharedClock;
-use super::token::TokenDigest;
-use super::token::TokenRecord;
+use crate::domain::model::AccountId;
+use crate::domain::model::token::TokenDigest;
+use crate::domain::model::token::TokenRecord;
 
 /// Entries kept at most; past it, stale entries are swept and new ones skipped.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -193,7 +193,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::domain::clock::{Clock, ManualClock};
+    use crate::domain::runtime::clock::{Clock, ManualClock};
 
     fn cache(ttl_secs: u64, capacity: usize) -> (TokenCache, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::default());
@@ -208,7 +208,7 @@ mod tests {
             used_at: None,
             revoked_at: None,
             account_active: true,
-            purpose: crate::domain::token::TokenPurpose::PasswordReset,
+            purpose: crate::domain::model::token::TokenPurpose::PasswordReset,
             bound: false,
         }
     }

@@ -23,7 +23,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::textfile;
 
-const BUILT_IN: &str = include_str!("../../data/common-passwords.txt");
+const BUILT_IN: &str = include_str!("../../../data/common-passwords.txt");
 
 type Sha = [u8; 20];
 

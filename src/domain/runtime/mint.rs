@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::error::Result;
-use super::event::{Channel, EventKind, NewEvent};
-use super::seal::{SealContext, Sealer, seal_context};
-use super::token::{NewToken, RawToken, TokenDigester, TokenGenerator, TokenPurpose};
-use super::{Account, ClientInfo, Locale};
+use crate::domain::model::error::Result;
+use crate::domain::model::event::{Channel, NewEvent, TokenCopy, TokenCreated};
+use crate::domain::model::seal::{SealContext, Sealer};
+use crate::domain::model::token::{NewToken, RawToken, TokenDigester, TokenGenerator, TokenPurpose};
+use crate::domain::model::{Account, ClientInfo, Locale};
 
 #[derive(Clone)]
 pub struct Minter {
@@ -73,7 +73,7 @@ impl Minter {
     }
 
     /// The `TokenCreated` event that delivers `raw` to `account`'s owner by `channel`,
-    /// sealed to the event (see [`seal_context`]).
+    /// its copy sealed to the event (see [`SealContext::of`]).
     pub fn announce(
         &self,
         account: &Account,
@@ -82,20 +82,9 @@ impl Minter {
         locale: &Locale,
         channel: Channel,
     ) -> Result<NewEvent> {
-        let sms_phone = match (channel, &account.phone) {
-            (Channel::Sms, Some(phone)) => Some(phone.as_str()),
-            _ => None,
-        };
-        let context = SealContext {
-            kind: EventKind::TokenCreated,
-            token_id: token.id,
-            account_id: account.id,
-            email: account.email.as_str(),
-            purpose: token.purpose,
-            sms_phone,
-        };
-        let sealed = self.sealer.seal(raw.expose(), &seal_context(&context))?;
-        Ok(NewEvent::token_created(self.event_retention, account, token, sealed, locale.as_str(), channel))
+        let mut created = TokenCreated::new(account, token, locale.as_str(), channel);
+        created.token = TokenCopy::Sealed(self.sealer.seal_event(raw.expose(), &SealContext::of(&created))?);
+        Ok(NewEvent::token_created(self.event_retention, token.created_at, created))
     }
 
     pub fn event_retention(&self) -> Duration {

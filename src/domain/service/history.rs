@@ -4,11 +4,11 @@
 //! ([`MAX_PASSWORD_HISTORY`](super::password::MAX_PASSWORD_HISTORY)) and the check runs
 //! only once every cheaper rule has passed.
 
-use super::AccountId;
-use super::error::{Error, Result};
-use super::hasher::{Hasher, Verified};
-use super::password::Password;
-use super::persistence::Db;
+use crate::domain::model::AccountId;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::password::Password;
+use crate::domain::model::persistence::Db;
+use crate::domain::runtime::hasher::{Hasher, Verified};
 
 /// `REUSED` on `field` when `password` matches `current` or one of the account's kept
 /// hashes (`depth` in all, `current` counted when given).

@@ -9,9 +9,9 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::ClientInfo;
 use super::clock::SharedClock;
-use super::error::{Error, Result};
+use crate::domain::model::ClientInfo;
+use crate::domain::model::error::{Error, Result};
 
 /// governor's view of the domain clock: time since the Unix epoch. A wall clock that
 /// steps back only makes buckets refill later (governor subtracts saturating).
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn trips_after_the_burst_and_keys_by_address() {
-        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::runtime::clock::ManualClock::default());
         let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
         let a = ClientInfo { ip: "192.0.2.1".parse().ok(), user_agent: String::new() };
         let b = ClientInfo { ip: "192.0.2.2".parse().ok(), user_agent: String::new() };
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_bucket_per_64() {
-        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::runtime::clock::ManualClock::default());
         let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
         let at = |ip: &str| ClientInfo { ip: ip.parse().ok(), user_agent: String::new() };
         assert!(limits.check(Rpc::Confirm, &at("2001:db8:1:2::1")).is_ok());
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_clients_have_a_bucket_each() {
-        let clock: SharedClock = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let clock: SharedClock = std::sync::Arc::new(crate::domain::runtime::clock::ManualClock::default());
         let limits = Limits::new(&RateLimits { confirm: "1/1h".parse().ok(), ..Default::default() }, &clock);
         let at = |ip: &str| ClientInfo { ip: ip.parse().ok(), user_agent: String::new() };
         assert!(limits.check(Rpc::Confirm, &at("::ffff:127.0.0.2")).is_ok());
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_bucket_refills_as_the_clock_moves() {
-        let manual = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let manual = std::sync::Arc::new(crate::domain::runtime::clock::ManualClock::default());
         let clock: SharedClock = manual.clone();
         let limits = Limits::new(&RateLimits { confirm: "2/1h".parse().ok(), ..Default::default() }, &clock);
         let a = ClientInfo { ip: "192.0.2.1".parse().ok(), user_agent: String::new() };
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn idle_addresses_are_forgotten() {
-        let manual = std::sync::Arc::new(crate::domain::clock::ManualClock::default());
+        let manual = std::sync::Arc::new(crate::domain::runtime::clock::ManualClock::default());
         let clock: SharedClock = manual.clone();
         let limits = Limits::new(&RateLimits { confirm: "10/1m".parse().ok(), ..Default::default() }, &clock);
         for n in 0..100_000u32 {

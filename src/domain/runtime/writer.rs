@@ -11,23 +11,23 @@
 //! so validating them soon after needs no read.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{Span, info};
 
+use super::Runtime;
 use super::clock;
-use super::email::Email;
-use super::error::{Error, Result};
-use super::event::{Channel, NewEvent};
 use super::limits::Rate;
-use super::login::Login;
 use super::mint::Minter;
-use super::persistence::{AccountRecord, Inserted, OutboxWrite, TokenCap};
 use super::retry::retry_transient;
-use super::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
-use super::{Account, AccountId, ClientInfo, Core, Locale};
+use crate::domain::model::email::Email;
+use crate::domain::model::error::{Error, Result};
+use crate::domain::model::event::{Channel, NewEvent};
+use crate::domain::model::login::Login;
+use crate::domain::model::persistence::{AccountRecord, BatchEntry, EntryOutcome, TokenCap, Written};
+use crate::domain::model::token::{NewToken, TokenPolicy, TokenPurpose, TokenRecord};
+use crate::domain::model::{Account, AccountId, ClientInfo, Locale};
 
 /// Most requests written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -37,6 +37,26 @@ const TOKEN_ATTEMPTS: usize = 5;
 /// How long a batch is retried after transient failures (a deadlock, a serialization
 /// failure, a lost connection, a database restart) before its callers get UNAVAILABLE.
 const RETRY_BUDGET: Duration = Duration::from_secs(5);
+
+/// Whether a batch's entries are written together (one set of statements) or one by
+/// one (each in a savepoint, to find the ones whose digest is taken).
+#[derive(Clone, Copy)]
+enum Entries {
+    Together,
+    OneByOne,
+}
+
+/// What a batch's jobs lead to: each job's decision, in order, and the entries to write.
+struct Plan {
+    decisions: Vec<Decision>,
+    entries: Vec<BatchEntry>,
+}
+
+struct Decision {
+    work: Work,
+    /// The index of the job's entry in [`Plan::entries`], if it writes one.
+    entry: Option<usize>,
+}
 
 /// What a reset request leads to, once its address is looked up.
 enum Work {
@@ -61,6 +81,29 @@ pub struct Job {
     pub done: oneshot::Sender<Result<()>>,
     /// When the request arrived: the answer floor counts from here.
     pub received: tokio::time::Instant,
+}
+
+/// The audit line and the counters of one answered request.
+fn audit(job: &Job, work: &Work, written: Option<EntryOutcome>) {
+    let outcome = match (work, written) {
+        (Work::Nothing(reason), _) => *reason,
+        (Work::Token(..), Some(EntryOutcome::Written)) => "token_created",
+        (Work::UnknownEmail(_), Some(EntryOutcome::Written)) => "unknown_email_reported",
+        (_, Some(EntryOutcome::Capped)) => "account_capped",
+        (_, Some(EntryOutcome::Inactive)) => "inactive",
+        (_, Some(EntryOutcome::DigestTaken) | None) => "nothing",
+    };
+    let account_id = match work {
+        Work::Token(account, _) => account.id.to_string(),
+        Work::UnknownEmail(_) | Work::Nothing(_) => String::new(),
+    };
+    metrics::counter!("pwreset_reset_requests_total", "outcome" => outcome).increment(1);
+    if outcome == "token_created" {
+        metrics::counter!("pwreset_tokens_issued_total").increment(1);
+    }
+    job.span.in_scope(|| {
+        info!(outcome, account_id, client_ip = %job.client.ip_string(), user_agent = %job.client.user_agent, "reset requested");
+    });
 }
 
 impl Job {
@@ -105,7 +148,7 @@ fn answer(jobs: Vec<Job>, floor: Duration) {
 }
 
 pub struct TokenWriter {
-    pub(crate) core: Core,
+    pub(crate) runtime: Runtime,
     pub(crate) minter: Minter,
     pub(crate) tokens: TokenPolicy,
     pub(crate) account_cap: Option<Rate>,
@@ -134,10 +177,73 @@ impl TokenWriter {
         }
     }
 
-    /// What each job leads to, given the accounts its batch's logins name.
-    fn works(&self, jobs: &[Job], records: &[AccountRecord]) -> Vec<Work> {
+    /// Writes one batch, retrying transient failures, and answers its callers; returns
+    /// the jobs to retry with a fresh token.
+    async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let started = clock::monotonic();
+        metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
+        let epoch = self.runtime.cache.epoch();
+        let written = match self.with_retries(|| self.write_once(&jobs, Entries::Together)).await {
+            Ok(None) => self.with_retries(|| self.write_once(&jobs, Entries::OneByOne)).await,
+            other => other,
+        };
+        let (plan, written) = match written {
+            Ok(Some(done)) => done,
+            Ok(None) => {
+                fail_all(jobs, &Error::Internal(anyhow::anyhow!("the batch met a taken digest one by one")));
+                return Vec::new();
+            }
+            Err(e) => {
+                fail_all(jobs, &e);
+                return Vec::new();
+            }
+        };
+        metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
+        self.cache_created(epoch, &plan.entries, &written.outcomes);
+        if let Some(sequence) = written.newest {
+            self.runtime.bus.published(sequence);
+        }
+        let mut retry = Vec::new();
+        let mut answered = Vec::with_capacity(jobs.len());
+        for (job, decision) in jobs.into_iter().zip(plan.decisions) {
+            let outcome = decision.entry.and_then(|i| written.outcomes.get(i).copied());
+            if outcome == Some(EntryOutcome::DigestTaken) {
+                retry.push(job);
+                continue;
+            }
+            audit(&job, &decision.work, outcome);
+            answered.push(job);
+        }
+        answer(answered, self.answer_floor);
+        retry
+    }
+
+    /// One transaction for the batch, top to bottom: look up its logins (under the
+    /// outbox lock, so nothing seen can change before the commit), decide what each job
+    /// leads to, write, commit. `None` when written together and a digest was taken
+    /// (everything rolled back).
+    async fn write_once(&self, jobs: &[Job], entries: Entries) -> Result<Option<(Plan, Written)>> {
+        let logins: Vec<&Login> = jobs.iter().map(|j| &j.login).collect();
+        let caps_on = self.account_cap.is_some();
+        let mut batch = self.runtime.store.begin_token_batch().await?;
+        let accounts = batch.accounts_by_logins(&logins).await?;
+        let plan = self.plan(jobs, &accounts)?;
+        let written = match entries {
+            Entries::Together => match batch.write_together(&plan.entries, caps_on).await? {
+                Some(written) => written,
+                None => return Ok(None),
+            },
+            Entries::OneByOne => batch.write_one_by_one(&plan.entries, caps_on).await?,
+        };
+        batch.commit().await?;
+        Ok(Some((plan, written)))
+    }
+
+    /// What each job leads to, given the accounts its batch's logins name, and the
+    /// entries to write for them. Tokens are made here, fresh for every attempt.
+    fn plan(&self, jobs: &[Job], accounts: &[AccountRecord]) -> Result<Plan> {
         let mut by_login: HashMap<Login, &AccountRecord> = HashMap::new();
-        for r in records {
+        for r in accounts {
             let a = &r.account;
             by_login.insert(Login::Email(a.email.clone()), r);
             // Found by its key; a username without one is no login.
@@ -148,16 +254,25 @@ impl TokenWriter {
                 by_login.insert(Login::Phone(phone.clone()), r);
             }
         }
-        jobs.iter()
-            .map(|job| match (by_login.get(&job.login), &job.login) {
+        let mut plan = Plan { decisions: Vec::with_capacity(jobs.len()), entries: Vec::with_capacity(jobs.len()) };
+        for job in jobs {
+            let work = match (by_login.get(&job.login), &job.login) {
                 // Only an e-mail can be told "there is no account here".
                 (None, Login::Email(email)) if self.emit_unknown_account_events => Work::UnknownEmail(email.clone()),
                 (None, _) => Work::Nothing("no_account"),
                 (Some(r), login) => self.work_for(r, login),
-            })
-            .collect()
+            };
+            let entry = self.entry_for(job, &work)?.map(|entry| {
+                plan.entries.push(entry);
+                plan.entries.len() - 1
+            });
+            plan.decisions.push(Decision { work, entry });
+        }
+        Ok(plan)
     }
 
+    /// The one place that decides how a token goes out: by text to a phone login,
+    /// by e-mail otherwise.
     fn work_for(&self, r: &AccountRecord, login: &Login) -> Work {
         let channel = if matches!(login, Login::Phone(_)) { Channel::Sms } else { Channel::Email };
         match r {
@@ -167,81 +282,6 @@ impl TokenWriter {
             }
             r => Work::Token(r.account.clone(), channel),
         }
-    }
-
-    /// Writes one batch, retrying transient failures, and answers its callers; returns
-    /// the jobs to retry with a fresh token. The batch's logins are looked up inside its
-    /// transaction, after the outbox lock (one round trip less than a look-up before
-    /// it, and nothing the look-up saw can change before the commit); its tokens are
-    /// made there too, from what the look-up found.
-    async fn write(&self, jobs: Vec<Job>) -> Vec<Job> {
-        let started = clock::monotonic();
-        metrics::histogram!("pwreset_writer_batch_size").record(jobs.len() as f64);
-        let logins: Vec<&Login> = jobs.iter().map(|j| &j.login).collect();
-        // What the plan's last run made of each job (it runs again if the transaction
-        // is retried): its work and the index of its entry among the writes.
-        let planned: Mutex<(Vec<Work>, Vec<Option<usize>>)> = Mutex::default();
-        let plan = |records: &[AccountRecord]| -> Result<Vec<OutboxWrite>> {
-            let works = self.works(&jobs, records);
-            let mut writes = Vec::with_capacity(jobs.len());
-            let mut slots = Vec::with_capacity(jobs.len());
-            for (job, work) in jobs.iter().zip(&works) {
-                match self.prepare(job, work)? {
-                    Some(write) => {
-                        slots.push(Some(writes.len()));
-                        writes.push(write);
-                    }
-                    None => slots.push(None),
-                }
-            }
-            *planned.lock().unwrap_or_else(PoisonError::into_inner) = (works, slots);
-            Ok(writes)
-        };
-        let epoch = self.core.cache.epoch();
-        let caps_on = self.account_cap.is_some();
-        let written = match self.with_retries(|| self.core.store.write_outbox(&logins, &plan, caps_on)).await {
-            Ok(written) => written,
-            Err(e) => {
-                fail_all(jobs, &e);
-                return Vec::new();
-            }
-        };
-        let (works, slots) = std::mem::take(&mut *planned.lock().unwrap_or_else(PoisonError::into_inner));
-        metrics::histogram!("pwreset_writer_batch_seconds").record(started.elapsed().as_secs_f64());
-        self.cache_created(epoch, &written.writes, &written.outcomes);
-        if let Some(sequence) = written.newest {
-            self.core.bus.published(sequence);
-        }
-        let mut retry = Vec::new();
-        let mut answered = Vec::with_capacity(jobs.len());
-        for ((job, work), slot) in jobs.into_iter().zip(works).zip(slots) {
-            let outcome = match (&work, slot.and_then(|i| written.outcomes.get(i).copied())) {
-                (_, Some(Inserted::DigestTaken)) => {
-                    retry.push(job);
-                    continue;
-                }
-                (Work::Nothing(reason), _) => *reason,
-                (Work::Token(..), Some(Inserted::Created)) => "token_created",
-                (Work::UnknownEmail(_), Some(Inserted::Created)) => "unknown_email_reported",
-                (_, Some(Inserted::Capped)) => "account_capped",
-                (_, Some(Inserted::Inactive)) => "inactive",
-                (_, None) => "nothing",
-            };
-            let account_id = match &work {
-                Work::Token(account, _) => account.id.to_string(),
-                Work::UnknownEmail(_) | Work::Nothing(_) => String::new(),
-            };
-            metrics::counter!("pwreset_reset_requests_total", "outcome" => outcome).increment(1);
-            if outcome == "token_created" {
-                metrics::counter!("pwreset_tokens_issued_total").increment(1);
-            }
-            job.span.in_scope(|| {
-                info!(outcome, account_id, client_ip = %job.client.ip_string(), user_agent = %job.client.user_agent, "reset requested");
-            });
-            answered.push(job);
-        }
-        answer(answered, self.answer_floor);
-        retry
     }
 
     /// Runs `attempt`, retrying transient failures for up to [`RETRY_BUDGET`]. Each
@@ -257,19 +297,21 @@ impl TokenWriter {
 
     /// Puts each account's newest token written into the cache, after dropping what the
     /// cache held for the account (the write revoked it).
-    fn cache_created(&self, epoch: u64, writes: &[OutboxWrite], outcomes: &[Inserted]) {
+    fn cache_created(&self, epoch: u64, entries: &[BatchEntry], outcomes: &[EntryOutcome]) {
         let mut newest: HashMap<AccountId, &NewToken> = HashMap::new();
-        for (write, _) in writes.iter().zip(outcomes).filter(|(_, o)| **o == Inserted::Created) {
-            if let Some(token) = &write.token {
+        for (entry, _) in entries.iter().zip(outcomes).filter(|(_, o)| **o == EntryOutcome::Written) {
+            if let Some(token) = &entry.token {
                 newest.insert(token.account_id, token);
             }
         }
         let created: Vec<_> = newest.into_values().map(|t| (&t.digest, TokenRecord::from(t))).collect();
-        self.core.cache.replace_created(epoch, &created);
+        self.runtime.cache.replace_created(epoch, &created);
     }
 
-    fn prepare(&self, job: &Job, work: &Work) -> Result<Option<OutboxWrite>> {
-        let now = self.core.clock.now();
+    /// The entry a job's work writes: a token and its event, or the report of an
+    /// unknown address; none for nothing.
+    fn entry_for(&self, job: &Job, work: &Work) -> Result<Option<BatchEntry>> {
+        let now = self.runtime.clock.now();
         let client = &job.client;
         // Reports for an unknown address share the account cap's rate: otherwise anyone
         // could have the notifier mail an address without end.
@@ -279,12 +321,12 @@ impl TokenWriter {
                 let (purpose, ttl) = (TokenPurpose::PasswordReset, self.tokens.ttl);
                 let (raw, token) = self.minter.mint(account, purpose, now, ttl, client, *channel)?;
                 let event = self.minter.announce(account, &token, &raw, &job.locale, *channel)?;
-                Ok(Some(OutboxWrite { token: Some(token), event, cap }))
+                Ok(Some(BatchEntry { token: Some(token), event, cap }))
             }
             Work::UnknownEmail(email) => {
                 let retention = self.minter.event_retention();
                 let event = NewEvent::unknown_email(now, retention, email, client, job.locale.as_str());
-                Ok(Some(OutboxWrite { token: None, event, cap }))
+                Ok(Some(BatchEntry { token: None, event, cap }))
             }
             Work::Nothing(_) => Ok(None),
         }
