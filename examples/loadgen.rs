@@ -356,12 +356,12 @@ async fn main() {
 }
 
 async fn health(args: &Args, ch: Channel) {
-    let r = closed_loop(&args, 1, move |_, _| {
+    let r = closed_loop(args, 1, move |_, _| {
         let mut c = HealthClient::new(ch.clone());
         async move { (0, code(c.check(HealthCheckRequest { service: String::new() }).await)) }
     })
     .await;
-    report(&args, "health", &r);
+    report(args, "health", &r);
 }
 
 async fn validate(args: &Args, ch: Channel) {
@@ -373,7 +373,7 @@ async fn validate(args: &Args, ch: Channel) {
     };
     let tokens = Arc::new(tokens);
     let unknown = args.case == Case::ValidateUnknown;
-    let r = closed_loop(&args, 1, move |_, i| {
+    let r = closed_loop(args, 1, move |_, i| {
         let (mut c, token) = (PasswordResetServiceClient::new(ch.clone()), tokens[i as usize % tokens.len()].clone());
         async move {
             // For unknown tokens NOT_FOUND is the answer being measured.
@@ -382,13 +382,13 @@ async fn validate(args: &Args, ch: Channel) {
         }
     })
     .await;
-    report(&args, if args.case == Case::Validate { "validate" } else { "validate-unknown" }, &r);
+    report(args, if args.case == Case::Validate { "validate" } else { "validate-unknown" }, &r);
 }
 
 async fn request(args: &Args, ch: Channel) {
     let known = Arc::new(seed_with(&ch, args.accounts, true, args.login).await);
     let (case, login) = (args.case, args.login);
-    let r = closed_loop(&args, if case == Case::Enumeration { 2 } else { 1 }, move |_, i| {
+    let r = closed_loop(args, if case == Case::Enumeration { 2 } else { 1 }, move |_, i| {
         let mut c = PasswordResetServiceClient::new(ch.clone());
         let unknown = match case {
             Case::RequestUnknown => true,
@@ -407,13 +407,13 @@ async fn request(args: &Args, ch: Channel) {
         Case::RequestUnknown => "request-unknown",
         _ => "enumeration(known, unknown)",
     };
-    report(&args, name, &r);
+    report(args, name, &r);
 }
 
 async fn verify(args: &Args, ch: Channel) {
     let known = Arc::new(seed(&ch, args.accounts.min(16), true).await);
     let case = args.case;
-    let r = closed_loop(&args, if case == Case::VerifyEnumeration { 2 } else { 1 }, move |_, i| {
+    let r = closed_loop(args, if case == Case::VerifyEnumeration { 2 } else { 1 }, move |_, i| {
         let mut c = AccountServiceClient::new(ch.clone());
         let unknown = match case {
             Case::VerifyUnknown => true,
@@ -437,13 +437,13 @@ async fn verify(args: &Args, ch: Channel) {
         Case::VerifyUnknown => "verify-unknown",
         _ => "verify-enumeration(wrong password, unknown)",
     };
-    report(&args, name, &r);
+    report(args, name, &r);
 }
 
 async fn confirm(args: &Args, ch: Channel) {
     let emails = seed(&ch, args.accounts, false).await;
     let tokens = Arc::new(Mutex::new(harvest(&ch, &emails).await));
-    let r = closed_loop(&args, 1, move |_, _| {
+    let r = closed_loop(args, 1, move |_, _| {
         let mut c = PasswordResetServiceClient::new(ch.clone());
         let token = tokens.lock().unwrap().pop();
         async move {
@@ -457,7 +457,7 @@ async fn confirm(args: &Args, ch: Channel) {
         }
     })
     .await;
-    report(&args, "confirm", &r);
+    report(args, "confirm", &r);
 }
 
 async fn confirm_flood(args: &Args, ch: Channel) {
@@ -571,7 +571,7 @@ async fn argon2_bound(args: &Args) {
         settings.workers = w;
     }
     let hasher = Arc::new(Hasher::start(&settings).unwrap());
-    let r = closed_loop(&args, 1, move |_, _| {
+    let r = closed_loop(args, 1, move |_, _| {
         let hasher = Arc::clone(&hasher);
         async move {
             let password = Password::new(PASSWORD.into()).normalised().unwrap();
@@ -579,5 +579,5 @@ async fn argon2_bound(args: &Args) {
         }
     })
     .await;
-    report(&args, "argon2-bound(no RPC)", &r);
+    report(args, "argon2-bound(no RPC)", &r);
 }
