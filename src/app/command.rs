@@ -16,9 +16,10 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     store.close().await
 }
 
-/// `pwreset purge`: what the server's sweeper does once. Deletes every account's
-/// password history beyond `--password-history` (the current hash counts as one),
-/// expired tokens, and events past retention.
+/// `pwreset purge`: the database part of the server's sweep, once. Deletes every
+/// account's password history beyond `--password-history` (the current hash counts as
+/// one), expired tokens, and events past retention; the same two store calls as
+/// `ResetService::purge`, without starting the services.
 pub async fn purge(settings: &PurgeSettings) -> anyhow::Result<PurgeCounts> {
     // Loaded (and on SQLite created) as `serve` loads it, before any connection, so
     // that `purge` refuses a configuration with no server key as `serve` does.
