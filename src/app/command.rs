@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use crate::config::{ImportSettings, PurgeSettings};
-use crate::domain::model::persistence::{AccountStore, EventStore, PurgeCounts};
+use crate::domain::model::persistence::PurgeCounts;
 use crate::domain::runtime::clock::{Clock, SystemClock};
+use crate::domain::service::reset;
 use crate::import::Summary;
 use crate::store::Store;
 
@@ -25,12 +26,7 @@ pub async fn purge(settings: &PurgeSettings) -> anyhow::Result<PurgeCounts> {
     // that `purge` refuses a configuration with no server key as `serve` does.
     settings.key.load()?;
     let store = open(&settings.database_url, settings.migrate).await?;
-    let keep = settings.password_history.saturating_sub(1);
-    let purged = async {
-        store.trim_password_histories(keep).await?;
-        store.purge(SystemClock.now()).await
-    }
-    .await;
+    let purged = reset::purge(&store, SystemClock.now(), settings.password_history).await;
     store.close().await?;
     Ok(purged?)
 }
