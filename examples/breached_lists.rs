@@ -1,5 +1,5 @@
 //! Measures a compromised-password list as `--breached-passwords` loads it: start-up
-//! time, resident memory after loading, and lookup time (BENCHMARKS.md, #13).
+//! time, resident memory after loading, and lookup time (BENCHMARKS.md).
 //!
 //! `cargo run --release --example breached_lists -- FILE [LOOKUPS]`
 

@@ -1,5 +1,5 @@
 //! Measures `Confirm` against a running server, sequentially, once the account's
-//! password history is full: the cost of `--password-history N` (BENCHMARKS.md, #13).
+//! password history is full: the cost of `--password-history N` (BENCHMARKS.md).
 //! Each round requests a token, takes it from the event stream and times the Confirm
 //! call alone, with a password never used before.
 //!

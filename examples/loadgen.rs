@@ -344,235 +344,240 @@ async fn main() {
     let args = Args::parse();
     let ch = channel(&args.target).await;
     match args.case {
-        Case::Health => {
-            let r = closed_loop(&args, 1, move |_, _| {
-                let mut c = HealthClient::new(ch.clone());
-                async move { (0, code(c.check(HealthCheckRequest { service: String::new() }).await)) }
-            })
-            .await;
-            report(&args, "health", &r);
-        }
-        Case::Validate | Case::ValidateUnknown => {
-            let tokens = if args.case == Case::Validate {
-                let emails = seed(&ch, args.accounts, true).await;
-                harvest(&ch, &emails).await
-            } else {
-                (0..1024).map(|i| format!("unknown-token-{i:040}")).collect()
-            };
-            let tokens = Arc::new(tokens);
-            let unknown = args.case == Case::ValidateUnknown;
-            let r = closed_loop(&args, 1, move |_, i| {
-                let (mut c, token) =
-                    (PasswordResetServiceClient::new(ch.clone()), tokens[i as usize % tokens.len()].clone());
-                async move {
-                    // For unknown tokens NOT_FOUND is the answer being measured.
-                    let result = code(c.validate_token(ValidateTokenRequest { token, ..Default::default() }).await);
-                    (0, result.or_else(|c| if unknown && c == Code::NotFound { Ok(()) } else { Err(c) }))
-                }
-            })
-            .await;
-            report(&args, if args.case == Case::Validate { "validate" } else { "validate-unknown" }, &r);
-        }
-        Case::RequestKnown | Case::RequestUnknown | Case::Enumeration => {
-            let known = Arc::new(seed_with(&ch, args.accounts, true, args.login).await);
-            let (case, login) = (args.case, args.login);
-            let r = closed_loop(&args, if case == Case::Enumeration { 2 } else { 1 }, move |_, i| {
-                let mut c = PasswordResetServiceClient::new(ch.clone());
-                let unknown = match case {
-                    Case::RequestUnknown => true,
-                    Case::Enumeration => (i / 1_000_003) % 2 == 1,
-                    _ => false,
-                };
-                let request = request_for(login, &known, i, unknown);
-                async move {
-                    let class = usize::from(unknown && case == Case::Enumeration);
-                    (class, code(c.request_token(request).await))
-                }
-            })
-            .await;
-            let name = match case {
-                Case::RequestKnown => "request-known",
-                Case::RequestUnknown => "request-unknown",
-                _ => "enumeration(known, unknown)",
-            };
-            report(&args, name, &r);
-        }
-        Case::Verify | Case::VerifyUnknown | Case::VerifyEnumeration => {
-            let known = Arc::new(seed(&ch, args.accounts.min(16), true).await);
-            let case = args.case;
-            let r = closed_loop(&args, if case == Case::VerifyEnumeration { 2 } else { 1 }, move |_, i| {
-                let mut c = AccountServiceClient::new(ch.clone());
-                let unknown = match case {
-                    Case::VerifyUnknown => true,
-                    Case::VerifyEnumeration => (i / 1_000_003) % 2 == 1,
-                    _ => false,
-                };
-                let (email, password) = match (case, unknown) {
-                    (_, true) => (format!("nobody-{i}@example.com"), PASSWORD),
-                    (Case::VerifyEnumeration, false) => (known[i as usize % known.len()].clone(), NEW_PASSWORD),
-                    _ => (known[i as usize % known.len()].clone(), PASSWORD),
-                };
-                async move {
-                    let class = usize::from(unknown && case == Case::VerifyEnumeration);
-                    let request = VerifyPasswordRequest { email, password: password.to_owned() };
-                    (class, code(c.verify_password(request).await))
-                }
-            })
-            .await;
-            let name = match case {
-                Case::Verify => "verify",
-                Case::VerifyUnknown => "verify-unknown",
-                _ => "verify-enumeration(wrong password, unknown)",
-            };
-            report(&args, name, &r);
-        }
-        Case::Confirm => {
-            let emails = seed(&ch, args.accounts, false).await;
-            let tokens = Arc::new(Mutex::new(harvest(&ch, &emails).await));
-            let r = closed_loop(&args, 1, move |_, _| {
-                let mut c = PasswordResetServiceClient::new(ch.clone());
-                let token = tokens.lock().unwrap().pop();
-                async move {
-                    let Some(token) = token else { return (0, Err(Code::Aborted)) };
-                    (
-                        0,
-                        code(
-                            c.confirm(ConfirmRequest {
-                                token,
-                                new_password: NEW_PASSWORD.into(),
-                                ..Default::default()
-                            })
-                            .await,
-                        ),
-                    )
-                }
-            })
-            .await;
-            report(&args, "confirm", &r);
-        }
-        Case::ConfirmFlood => {
-            let emails = seed(&ch, args.concurrency, false).await;
-            let tokens = harvest(&ch, &emails).await;
-            let pid = args.server_pid.expect("--server-pid");
-            let before = rss_kib(pid, "VmRSS:").unwrap_or(0);
-            let started = Instant::now();
-            let mut calls = tokio::task::JoinSet::new();
-            for token in tokens {
-                let mut c = PasswordResetServiceClient::new(ch.clone());
-                calls.spawn(async move {
-                    code(
-                        c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into(), ..Default::default() })
-                            .await,
-                    )
-                });
-            }
-            let mut codes: BTreeMap<String, u64> = BTreeMap::new();
-            while let Some(r) = calls.join_next().await {
-                let key = match r.unwrap() {
-                    Ok(()) => "OK".to_owned(),
-                    Err(c) => format!("{c:?}"),
-                };
-                *codes.entry(key).or_default() += 1;
-            }
-            let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
-            println!(
-                "FLOOD | {} | {} concurrent Confirm | {:?} | RSS before {:.1} MiB | peak RSS {:.1} MiB | {:.1} s |",
-                args.label,
-                args.concurrency,
-                codes,
-                before as f64 / 1024.0,
-                peak as f64 / 1024.0,
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Case::Events => {
-            let reader = match &args.target_b {
-                Some(b) => channel(b).await,
-                None => ch.clone(),
-            };
-            let emails = Arc::new(seed(&ch, args.accounts, true).await);
-            let latencies = Arc::new(Mutex::new(histogram()));
-            let stop = tokio_util::sync::CancellationToken::new();
-            let mut subscribers = tokio::task::JoinSet::new();
-            for _ in 0..args.subscribers {
-                let mut stream = PasswordResetServiceClient::new(reader.clone())
-                    .subscribe_events(SubscribeEventsRequest { after_sequence: None })
-                    .await
-                    .expect("subscribe")
-                    .into_inner();
-                let (latencies, stop) = (Arc::clone(&latencies), stop.clone());
-                subscribers.spawn(async move {
-                    let mut local = histogram();
-                    loop {
-                        tokio::select! {
-                            message = stream.message() => {
-                                let Ok(Some(e)) = message else { break };
-                                let Some(at) = e.occurred_at else { continue };
-                                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                                let then = Duration::new(at.seconds.max(0) as u64, at.nanos.max(0) as u32);
-                                let _ = local.record(now.saturating_sub(then).as_micros().max(1) as u64);
-                            }
-                            () = stop.cancelled() => break,
-                        }
-                    }
-                    latencies.lock().unwrap().add(&local).unwrap();
-                });
-            }
-            // Open loop at a fixed rate, so the figure is delivery latency, not queueing
-            // behind a saturated writer.
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
-            let end = Instant::now() + args.warmup + args.duration;
-            let mut sent = tokio::task::JoinSet::new();
-            let mut i = 0usize;
-            while Instant::now() < end {
-                tick.tick().await;
-                let mut c = PasswordResetServiceClient::new(ch.clone());
-                let email = emails[i % emails.len()].clone();
-                i += 1;
-                sent.spawn(
-                    async move { code(c.request_token(RequestTokenRequest { email, ..Default::default() }).await) },
-                );
-            }
-            let mut failed = 0;
-            while let Some(r) = sent.join_next().await {
-                failed += usize::from(!matches!(r, Ok(Ok(()))));
-            }
-            // Let the last events arrive before stopping the subscribers.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            stop.cancel();
-            while subscribers.join_next().await.is_some() {}
-            let h = latencies.lock().unwrap().clone();
-            println!("events driver: {i} RequestToken at {} /s, {failed} failed", args.rate);
-            println!(
-                "EVENTS | {} | {} subscribers, {} events/s{} | {} deliveries | p50 {} ms | p90 {} ms | p99 {} ms | p999 {} ms | max {} ms |",
-                args.label,
-                args.subscribers,
-                args.rate,
-                if args.target_b.is_some() { " on replica B" } else { "" },
-                h.len(),
-                ms(h.value_at_quantile(0.5)),
-                ms(h.value_at_quantile(0.9)),
-                ms(h.value_at_quantile(0.99)),
-                ms(h.value_at_quantile(0.999)),
-                ms(h.max())
-            );
-        }
-        Case::Argon2Bound => {
-            let params = argon2::Params::new(args.argon2_memory_kib, args.argon2_iterations, 1, None).unwrap();
-            let mut settings = HasherSettings { params, queue_depth: 1024, ..HasherSettings::default() };
-            if let Some(w) = args.hash_workers {
-                settings.workers = w;
-            }
-            let hasher = Arc::new(Hasher::start(&settings).unwrap());
-            let r = closed_loop(&args, 1, move |_, _| {
-                let hasher = Arc::clone(&hasher);
-                async move {
-                    let password = Password::new(PASSWORD.into()).normalised().unwrap();
-                    (0, hasher.hash(password).await.map(|_| ()).map_err(|_| Code::ResourceExhausted))
-                }
-            })
-            .await;
-            report(&args, "argon2-bound(no RPC)", &r);
-        }
+        Case::Health => health(&args, ch).await,
+        Case::Validate | Case::ValidateUnknown => validate(&args, ch).await,
+        Case::RequestKnown | Case::RequestUnknown | Case::Enumeration => request(&args, ch).await,
+        Case::Verify | Case::VerifyUnknown | Case::VerifyEnumeration => verify(&args, ch).await,
+        Case::Confirm => confirm(&args, ch).await,
+        Case::ConfirmFlood => confirm_flood(&args, ch).await,
+        Case::Events => events(&args, ch).await,
+        Case::Argon2Bound => argon2_bound(&args).await,
     }
+}
+
+async fn health(args: &Args, ch: Channel) {
+    let r = closed_loop(args, 1, move |_, _| {
+        let mut c = HealthClient::new(ch.clone());
+        async move { (0, code(c.check(HealthCheckRequest { service: String::new() }).await)) }
+    })
+    .await;
+    report(args, "health", &r);
+}
+
+async fn validate(args: &Args, ch: Channel) {
+    let tokens = if args.case == Case::Validate {
+        let emails = seed(&ch, args.accounts, true).await;
+        harvest(&ch, &emails).await
+    } else {
+        (0..1024).map(|i| format!("unknown-token-{i:040}")).collect()
+    };
+    let tokens = Arc::new(tokens);
+    let unknown = args.case == Case::ValidateUnknown;
+    let r = closed_loop(args, 1, move |_, i| {
+        let (mut c, token) = (PasswordResetServiceClient::new(ch.clone()), tokens[i as usize % tokens.len()].clone());
+        async move {
+            // For unknown tokens NOT_FOUND is the answer being measured.
+            let result = code(c.validate_token(ValidateTokenRequest { token, ..Default::default() }).await);
+            (0, result.or_else(|c| if unknown && c == Code::NotFound { Ok(()) } else { Err(c) }))
+        }
+    })
+    .await;
+    report(args, if args.case == Case::Validate { "validate" } else { "validate-unknown" }, &r);
+}
+
+async fn request(args: &Args, ch: Channel) {
+    let known = Arc::new(seed_with(&ch, args.accounts, true, args.login).await);
+    let (case, login) = (args.case, args.login);
+    let r = closed_loop(args, if case == Case::Enumeration { 2 } else { 1 }, move |_, i| {
+        let mut c = PasswordResetServiceClient::new(ch.clone());
+        let unknown = match case {
+            Case::RequestUnknown => true,
+            Case::Enumeration => (i / 1_000_003) % 2 == 1,
+            _ => false,
+        };
+        let request = request_for(login, &known, i, unknown);
+        async move {
+            let class = usize::from(unknown && case == Case::Enumeration);
+            (class, code(c.request_token(request).await))
+        }
+    })
+    .await;
+    let name = match case {
+        Case::RequestKnown => "request-known",
+        Case::RequestUnknown => "request-unknown",
+        _ => "enumeration(known, unknown)",
+    };
+    report(args, name, &r);
+}
+
+async fn verify(args: &Args, ch: Channel) {
+    let known = Arc::new(seed(&ch, args.accounts.min(16), true).await);
+    let case = args.case;
+    let r = closed_loop(args, if case == Case::VerifyEnumeration { 2 } else { 1 }, move |_, i| {
+        let mut c = AccountServiceClient::new(ch.clone());
+        let unknown = match case {
+            Case::VerifyUnknown => true,
+            Case::VerifyEnumeration => (i / 1_000_003) % 2 == 1,
+            _ => false,
+        };
+        let (email, password) = match (case, unknown) {
+            (_, true) => (format!("nobody-{i}@example.com"), PASSWORD),
+            (Case::VerifyEnumeration, false) => (known[i as usize % known.len()].clone(), NEW_PASSWORD),
+            _ => (known[i as usize % known.len()].clone(), PASSWORD),
+        };
+        async move {
+            let class = usize::from(unknown && case == Case::VerifyEnumeration);
+            let request = VerifyPasswordRequest { email, password: password.to_owned() };
+            (class, code(c.verify_password(request).await))
+        }
+    })
+    .await;
+    let name = match case {
+        Case::Verify => "verify",
+        Case::VerifyUnknown => "verify-unknown",
+        _ => "verify-enumeration(wrong password, unknown)",
+    };
+    report(args, name, &r);
+}
+
+async fn confirm(args: &Args, ch: Channel) {
+    let emails = seed(&ch, args.accounts, false).await;
+    let tokens = Arc::new(Mutex::new(harvest(&ch, &emails).await));
+    let r = closed_loop(args, 1, move |_, _| {
+        let mut c = PasswordResetServiceClient::new(ch.clone());
+        let token = tokens.lock().unwrap().pop();
+        async move {
+            let Some(token) = token else { return (0, Err(Code::Aborted)) };
+            (
+                0,
+                code(
+                    c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into(), ..Default::default() }).await,
+                ),
+            )
+        }
+    })
+    .await;
+    report(args, "confirm", &r);
+}
+
+async fn confirm_flood(args: &Args, ch: Channel) {
+    let emails = seed(&ch, args.concurrency, false).await;
+    let tokens = harvest(&ch, &emails).await;
+    let pid = args.server_pid.expect("--server-pid");
+    let before = rss_kib(pid, "VmRSS:").unwrap_or(0);
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for token in tokens {
+        let mut c = PasswordResetServiceClient::new(ch.clone());
+        calls.spawn(async move {
+            code(c.confirm(ConfirmRequest { token, new_password: NEW_PASSWORD.into(), ..Default::default() }).await)
+        });
+    }
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(r) = calls.join_next().await {
+        let key = match r.unwrap() {
+            Ok(()) => "OK".to_owned(),
+            Err(c) => format!("{c:?}"),
+        };
+        *codes.entry(key).or_default() += 1;
+    }
+    let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    println!(
+        "FLOOD | {} | {} concurrent Confirm | {:?} | RSS before {:.1} MiB | peak RSS {:.1} MiB | {:.1} s |",
+        args.label,
+        args.concurrency,
+        codes,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn events(args: &Args, ch: Channel) {
+    let reader = match &args.target_b {
+        Some(b) => channel(b).await,
+        None => ch.clone(),
+    };
+    let emails = Arc::new(seed(&ch, args.accounts, true).await);
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut subscribers = tokio::task::JoinSet::new();
+    for _ in 0..args.subscribers {
+        let mut stream = PasswordResetServiceClient::new(reader.clone())
+            .subscribe_events(SubscribeEventsRequest { after_sequence: None })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let (latencies, stop) = (Arc::clone(&latencies), stop.clone());
+        subscribers.spawn(async move {
+            let mut local = histogram();
+            loop {
+                tokio::select! {
+                    message = stream.message() => {
+                        let Ok(Some(e)) = message else { break };
+                        let Some(at) = e.occurred_at else { continue };
+                        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                        let then = Duration::new(at.seconds.max(0) as u64, at.nanos.max(0) as u32);
+                        let _ = local.record(now.saturating_sub(then).as_micros().max(1) as u64);
+                    }
+                    () = stop.cancelled() => break,
+                }
+            }
+            latencies.lock().unwrap().add(&local).unwrap();
+        });
+    }
+    // Open loop at a fixed rate, so the figure is delivery latency, not queueing
+    // behind a saturated writer.
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
+    let end = Instant::now() + args.warmup + args.duration;
+    let mut sent = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while Instant::now() < end {
+        tick.tick().await;
+        let mut c = PasswordResetServiceClient::new(ch.clone());
+        let email = emails[i % emails.len()].clone();
+        i += 1;
+        sent.spawn(async move { code(c.request_token(RequestTokenRequest { email, ..Default::default() }).await) });
+    }
+    let mut failed = 0;
+    while let Some(r) = sent.join_next().await {
+        failed += usize::from(!matches!(r, Ok(Ok(()))));
+    }
+    // Let the last events arrive before stopping the subscribers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    while subscribers.join_next().await.is_some() {}
+    let h = latencies.lock().unwrap().clone();
+    println!("events driver: {i} RequestToken at {} /s, {failed} failed", args.rate);
+    println!(
+        "EVENTS | {} | {} subscribers, {} events/s{} | {} deliveries | p50 {} ms | p90 {} ms | p99 {} ms | p999 {} ms | max {} ms |",
+        args.label,
+        args.subscribers,
+        args.rate,
+        if args.target_b.is_some() { " on replica B" } else { "" },
+        h.len(),
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.9)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    );
+}
+
+async fn argon2_bound(args: &Args) {
+    let params = argon2::Params::new(args.argon2_memory_kib, args.argon2_iterations, 1, None).unwrap();
+    let mut settings = HasherSettings { params, queue_depth: 1024, ..HasherSettings::default() };
+    if let Some(w) = args.hash_workers {
+        settings.workers = w;
+    }
+    let hasher = Arc::new(Hasher::start(&settings).unwrap());
+    let r = closed_loop(args, 1, move |_, _| {
+        let hasher = Arc::clone(&hasher);
+        async move {
+            let password = Password::new(PASSWORD.into()).normalised().unwrap();
+            (0, hasher.hash(password).await.map(|_| ()).map_err(|_| Code::ResourceExhausted))
+        }
+    })
+    .await;
+    report(args, "argon2-bound(no RPC)", &r);
 }

@@ -74,7 +74,7 @@ p = pw()
 h = bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=10)).decode()
 line("bcrypt_2y", p, "$2y$" + h[4:], source="python bcrypt hashpw, $2b$ relabelled $2y$ as PHP writes it")
 
-# Hashes that import and must also verify (#21): argon2 with other output lengths than 32
+# Hashes that import and must also verify: argon2 with other output lengths than 32
 # bytes, and bcrypt whose salt is written with its unused bits set.
 p = pw()
 line("argon2id_hash_len_64", p, argon2.PasswordHasher(hash_len=64).hash(p),

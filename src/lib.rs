@@ -1,7 +1,9 @@
 //! pwreset: a password-reset identity sub-service over gRPC.
 //!
-//! `grpc` → `domain` → `store`; `events` is used by both `grpc` and `domain`.
-//! [`App`] is the one entry point shared by `main` and the tests.
+//! Imports run one way, toward `domain` (the rules), which imports no other module:
+//! `grpc` (transport) and `events` (the event stream's read side) call it, and `store`
+//! implements its persistence traits; `app` wires them all together. [`App`] is the
+//! one entry point shared by `main` and the tests.
 
 pub mod app;
 pub mod cli;

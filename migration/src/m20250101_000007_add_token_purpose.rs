@@ -1,4 +1,4 @@
-//! Token purposes (#12): a token is for a password reset (1) or an account's first
+//! Token purposes: a token is for a password reset (1) or an account's first
 //! password (2), and a password change records why it happened (1 reset, 2 account
 //! setup, 3 change). Rows written before this migration are resets. One column per
 //! statement: SQLite alters one column at a time.

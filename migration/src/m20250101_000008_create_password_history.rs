@@ -1,4 +1,4 @@
-//! Password history (#13, `--password-history N`): an account's previous hashes, newest
+//! Password history (`--password-history N`): an account's previous hashes, newest
 //! last, at most N - 1 of them (the current hash in `accounts` is the N-th).
 
 use sea_orm_migration::prelude::*;

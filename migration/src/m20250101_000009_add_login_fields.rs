@@ -1,4 +1,4 @@
-//! Username and phone logins with short codes bound to them (#14): optional unique
+//! Username and phone logins with short codes bound to them: optional unique
 //! `username` (NFKC, lower case) and `phone` (E.164) on accounts; on tokens, whether the
 //! token is a short code bound to its account (`bound`) and its failed attempts; on
 //! events, the channel (1 e-mail, 2 SMS) and the phone and username a notifier needs.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pwreset_proto::clock;
+use pwreset_proto::clock::SharedClock;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,6 @@ use crate::domain::model::seal::{SealContext, Sealer};
 use crate::domain::model::{Error, Result};
 use crate::domain::runtime::bus::EventBus;
 use crate::domain::runtime::cache::TokenCache;
-use pwreset_proto::clock::SharedClock;
 
 const BATCH: u64 = 256;
 

@@ -119,9 +119,8 @@ impl Store {
         // generic plan is made once, after five runs, and kept until the table is next
         // analyzed: made while a new deployment's tables are nearly empty, it scans them
         // whole (the cheapest plan for one page) and keeps doing so as they grow, until
-        // autovacuum's next ANALYZE, up to minutes later. Measured: the writer's
-        // revocation went from 0.3 ms to 4-5 ms per batch within 15 s of a fresh start,
-        // RequestToken at 16 callers from 2,900 to 1,300/s. Planning these short
+        // autovacuum's next ANALYZE, up to minutes later: the writer's revocation then
+        // costs 4-5 ms per batch instead of 0.3 ms (BENCHMARKS.md). Planning these short
         // statements afresh costs less than one such scan.
         options.map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
         let db = Database::connect(options.clone()).await.map_err(|e| connect_error(&e, url))?;

@@ -85,13 +85,18 @@ const SECRET_SETTINGS: [(&str, &str); 4] = [
 #[test]
 fn help_never_shows_the_values_of_secret_settings() {
     let dir = TempDir::new().unwrap();
-    for command in
-        [&["--help"][..], &["serve", "--help"], &["migrate", "--help"], &["purge", "--help"], &["import", "--help"]]
-    {
+    let keys = ["--database-url", "--secret-key", "--previous-secret-key"];
+    for (command, listed) in [
+        (&["--help"][..], &["serve", "migrate", "purge", "import"][..]),
+        (&["serve", "--help"], &["--database-url", "--secret-key", "--previous-secret-key", "--caller-key"]),
+        (&["migrate", "--help"], &["--database-url"]),
+        (&["purge", "--help"], &keys),
+        (&["import", "--help"], &["--database-url"]),
+    ] {
         let out = pwreset(&dir).args(command).envs(SECRET_SETTINGS).output().unwrap();
         assert!(out.status.success(), "{command:?}");
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("--database-url") && help.contains("--caller-key"), "{command:?}: {help}");
+        assert!(listed.iter().all(|flag| help.contains(flag)), "{command:?}: {help}");
         for secret in ["hunter2-db-secret", "c2VjcmV0LWtleS1zZWNyZXQta2V5", "cHJldmlvdXMta2V5", "caller-key-secret"] {
             assert!(!help.contains(secret), "{command:?} --help shows {secret}");
         }
@@ -101,7 +106,7 @@ fn help_never_shows_the_values_of_secret_settings() {
     // it names a file.
     use clap::CommandFactory;
     let mut command = pwreset::cli::Cli::command();
-    command.build(); // global settings reach the subcommands
+    command.build(); // the commands as parsing sees them
     let mut checked = 0;
     for sub in std::iter::once(&command).chain(command.get_subcommands()) {
         for arg in sub.get_arguments() {
@@ -119,10 +124,37 @@ fn help_never_shows_the_values_of_secret_settings() {
 }
 
 #[test]
+fn each_subcommand_lists_only_its_own_flags() {
+    let dir = TempDir::new().unwrap();
+    let help = |command: &str| {
+        let out = pwreset(&dir).args([command, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{command} --help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = help("serve");
+    assert!(serve.contains("--listen") && serve.contains("--import-max-cost-ms"), "{serve}");
+    let import = help("import");
+    assert!(import.contains("--import-max-cost-ms") && import.contains("--no-migrate"), "{import}");
+    for serve_only in ["--listen", "--caller-key", "--argon2-memory-kib", "--token-ttl", "--sweep-interval"] {
+        assert!(!import.contains(serve_only), "import --help lists {serve_only}: {import}");
+    }
+    let migrate = help("migrate");
+    assert!(!migrate.contains("--listen") && !migrate.contains("--secret-key"), "{migrate}");
+}
+
+#[test]
+fn migrate_leaves_the_servers_settings_to_the_server() {
+    // The image's listener, which `serve` refuses without caller keys.
+    let dir = TempDir::new().unwrap();
+    let out = pwreset(&dir).arg("migrate").env("PWRESET_LISTEN", "0.0.0.0:50051").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn a_refused_secret_is_not_echoed_in_the_error() {
     let dir = TempDir::new().unwrap();
     for value in ["admin=caller-key-secret-0123456789", "reset=short-secret"] {
-        let out = pwreset(&dir).arg("migrate").env("PWRESET_CALLER_KEYS", value).output().unwrap();
+        let out = pwreset(&dir).arg("serve").env("PWRESET_CALLER_KEYS", value).output().unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--caller-key"), "{stderr}");
@@ -167,11 +199,21 @@ fn a_breached_list_is_reported_at_start_up_and_a_bad_one_refused() {
         path.to_str().unwrap().to_owned()
     };
     let header = write("header.txt", format!("SHA1:Count\r\n{listed}\r\n"));
-    let mut command = pwreset(&dir);
-    command.args(["migrate", "--breached-passwords", &header]);
-    let (ok, stderr) = run_bounded(command);
-    assert!(ok, "{stderr}");
-    let line = stderr.lines().find(|l| l.contains("breached-password list loaded")).unwrap_or_default();
+    let mut server = pwreset(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--breached-passwords", &header])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // What it logged until it listened (or until it exited, if it did not start).
+    let start_up: Vec<String> = BufReader::new(server.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("pwreset listening"))
+        .collect();
+    let _ = server.kill();
+    let _ = server.wait();
+    let line = start_up.iter().find(|l| l.contains("breached-password list loaded")).cloned().unwrap_or_default();
     for field in ["format=sha1-sorted", "entries=302", "approximate=false", "skipped_lines=1"] {
         assert!(line.contains(field), "{field} missing from {line:?}");
     }

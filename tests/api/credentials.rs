@@ -1,4 +1,4 @@
-//! Compromised and reused passwords (#13): `BREACHED` from the built-in list, a plain
+//! Compromised and reused passwords: `BREACHED` from the built-in list, a plain
 //! text file or Have I Been Pwned's sorted download; `REUSED` against the account's
 //! last N passwords, with older hashes deleted.
 

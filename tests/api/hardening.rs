@@ -1,5 +1,5 @@
 //! The README's guarantees against a hostile caller and racing requests: each test is
-//! the attack, and failed on the code before the hardening.
+//! the attack, and fails if its defence is taken away.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -313,8 +313,8 @@ async fn probe(channel: &tonic::transport::Channel, forwarded_for: Option<&str>)
 #[tokio::test]
 async fn ipv4_clients_of_a_dual_stack_listener_are_limited_and_trusted_as_ipv4() {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    // A server on [::] sees 127.0.0.2 as ::ffff:127.0.0.2; those addresses used to fall
-    // into one IPv6 /64 bucket, and the loopback trusted-proxy default missed them.
+    // A server on [::] sees 127.0.0.2 as ::ffff:127.0.0.2: taken as IPv6, those addresses
+    // would share one /64 bucket and miss the loopback trusted-proxy default.
     let db = std::sync::Arc::new(TestDb::create().await);
     let mut config = pwreset::Config::for_tests(db.url());
     config.key = pwreset::config::KeySource::Ephemeral;

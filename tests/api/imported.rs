@@ -1,4 +1,4 @@
-//! Imported password hashes (#13): every format, made by the library that owns it
+//! Imported password hashes: every format, made by the library that owns it
 //! (`tests/fixtures/imported_hashes.jsonl`, written by `scripts/make_hash_fixture.py`
 //! with Django's hashers, argon2-cffi, passlib and bcrypt), imports through
 //! `CreateAccount`, verifies with its plaintext, and is rehashed to argon2id.

@@ -1,4 +1,4 @@
-//! The whole credential lifecycle (#12): invitations (account-setup tokens), tokens
+//! The whole credential lifecycle: invitations (account-setup tokens), tokens
 //! issued by a backend, ChangePassword, GetAccount and RevokeTokens, each through the
 //! generated client, with the attacks on them (racing issues and changes, the lockout,
 //! a returned token looked for in the database).

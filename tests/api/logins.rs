@@ -1,4 +1,4 @@
-//! Username and phone logins, and short codes bound to their login (#14): lookups by
+//! Username and phone logins, and short codes bound to their login: lookups by
 //! all three kinds, SMS codes, the binding, and the attempt cap against a guesser with
 //! a thousand addresses.
 

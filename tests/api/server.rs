@@ -63,7 +63,7 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn the_message_limit_covers_health_and_reflection_too() {
-    // Unauthenticated services: tonic's own 4 MiB limit used to apply to them.
+    // Unauthenticated services: without the server's limit, tonic's own 4 MiB would apply.
     let app = TestApp::spawn().await;
     let big = "s".repeat(3 * 1024 * 1024);
     let status = tonic_health::pb::health_client::HealthClient::new(app.channel.clone())

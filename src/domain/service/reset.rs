@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use pwreset_proto::clock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span, info};
@@ -14,7 +15,7 @@ use crate::domain::model::error::{Error, Result};
 use crate::domain::model::event::{NewEvent, PasswordChangeReason};
 use crate::domain::model::login::Login;
 use crate::domain::model::password::{Password, PasswordPolicy};
-use crate::domain::model::persistence::{Confirmation, PurgeCounts};
+use crate::domain::model::persistence::{AccountStore, Confirmation, EventStore, PurgeCounts};
 use crate::domain::model::token::{RawToken, TokenPolicy, TokenRecord};
 use crate::domain::model::{AccountId, ClientInfo, Locale};
 use crate::domain::runtime::Runtime;
@@ -236,9 +237,20 @@ impl ResetService {
     /// Deletes expired tokens, events past retention and password history beyond
     /// `--password-history`; returns the counts of the first two.
     pub async fn purge(&self) -> Result<PurgeCounts> {
-        self.runtime.store.trim_password_histories(self.passwords.history.saturating_sub(1)).await?;
-        self.runtime.store.purge(self.runtime.clock.now()).await
+        purge(&*self.runtime.store, self.runtime.clock.now(), self.passwords.history).await
     }
+}
+
+/// The sweep, as the server runs it and `pwreset purge` does once: previous hashes
+/// beyond the `password_history` that new passwords are compared with (the current
+/// hash is one of them), expired tokens with their sealed copies, and events past
+/// retention.
+pub async fn purge<S>(store: &S, now: DateTime<Utc>, password_history: u32) -> Result<PurgeCounts>
+where
+    S: AccountStore + EventStore + ?Sized,
+{
+    store.trim_password_histories(password_history.saturating_sub(1)).await?;
+    store.purge(now).await
 }
 
 /// An account id no token has: a login that names no account is checked against it, so
