@@ -4,6 +4,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use pwreset_proto::ops_endpoint::{self, Method, Reply};
+use pwreset_proto::redact::SECRET_BEARING_SPANS_OFF;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -57,7 +58,9 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
 }
 
 pub fn init(format: LogFormat) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(SECRET_BEARING_SPANS_OFF.parse().unwrap_or_default());
     // Colours only for a person at a terminal, never in files or log pipelines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);

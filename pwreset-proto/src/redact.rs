@@ -80,6 +80,12 @@ pub fn url_error(flag: &str, raw: &str, e: impl std::fmt::Display) -> anyhow::Er
     anyhow::anyhow!("{flag} {}: {message}", url(raw))
 }
 
+/// A log filter directive both binaries add to `RUST_LOG`'s: sea-orm's driver spans
+/// (all at `trace`) record the connection options, the database password included, and
+/// every event inside them (a TLS handshake's, at `trace`) would print them. Events of
+/// the driver up to `debug` still show.
+pub const SECRET_BEARING_SPANS_OFF: &str = "sea_orm::driver=debug";
+
 #[cfg(test)]
 mod tests {
     use super::*;

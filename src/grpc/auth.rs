@@ -54,7 +54,9 @@ impl FromStr for Role {
             "reset" => Ok(Role::Reset),
             "events" => Ok(Role::Events),
             "accounts" => Ok(Role::Accounts),
-            other => Err(format!("unknown role {other:?} (expected reset, events or accounts)")),
+            // Not quoted: with the parts swapped (`KEY=ROLE`) or no role at all, what
+            // stands here is the key.
+            _ => Err("unknown role (expected reset, events or accounts, as ROLE=KEY)".to_owned()),
         }
     }
 }

@@ -153,13 +153,35 @@ fn migrate_leaves_the_servers_settings_to_the_server() {
 #[test]
 fn a_refused_secret_is_not_echoed_in_the_error() {
     let dir = TempDir::new().unwrap();
-    for value in ["admin=caller-key-secret-0123456789", "reset=short-secret"] {
+    // A wrong role, a short key, the parts swapped, a padded key with no role.
+    let values = [
+        "admin=caller-key-secret-0123456789",
+        "reset=short-secret",
+        "caller-key-secret-0123456789=reset",
+        "Y2FsbGVyLWtleS1zZWNyZXQtMDEyMzQ1Njc4OQ==",
+    ];
+    for value in values {
         let out = pwreset(&dir).arg("serve").env("PWRESET_CALLER_KEYS", value).output().unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--caller-key"), "{stderr}");
-        assert!(!stderr.contains("-secret"), "the refused key is printed: {stderr}");
+        assert!(!stderr.contains("-secret") && !stderr.contains("Y2FsbGVy"), "the refused key is printed: {stderr}");
     }
+}
+
+#[test]
+fn the_database_password_is_in_no_log_line_even_at_trace() {
+    let dir = TempDir::new().unwrap();
+    // No such role: the connection fails inside the driver's span.
+    let out = pwreset(&dir)
+        .args(["migrate", "--database-url", "postgres://someone:db-hunter2-secret@127.0.0.1:5432/nowhere"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connecting to the database"), "{stderr}");
+    assert!(!stderr.contains("db-hunter2-secret"), "the password is logged: {stderr}");
 }
 
 /// Runs the binary with a deadline: (success, stderr). A command that does not end in
