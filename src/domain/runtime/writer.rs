@@ -187,12 +187,10 @@ impl TokenWriter {
             Ok(None) => self.with_retries(|| self.write_once(&jobs, Entries::OneByOne)).await,
             other => other,
         };
+        // Only a write together ends without a result (a taken digest).
+        let written = written.and_then(|w| w.ok_or_else(|| Error::Internal(anyhow::anyhow!("no batch result"))));
         let (plan, written) = match written {
-            Ok(Some(done)) => done,
-            Ok(None) => {
-                fail_all(jobs, &Error::Internal(anyhow::anyhow!("the batch met a taken digest one by one")));
-                return Vec::new();
-            }
+            Ok(done) => done,
             Err(e) => {
                 fail_all(jobs, &e);
                 return Vec::new();
